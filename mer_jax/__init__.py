@@ -1,0 +1,3 @@
+"""mer-jax: micro-expression recognition in JAX/Flax."""
+
+__version__ = "0.1.0"

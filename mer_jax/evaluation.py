@@ -1,0 +1,102 @@
+"""MEGC metrics: UF1, UAR and accuracy, pooled over folds and per fold.
+
+UF1 is the unweighted (macro) mean of per-class F1 = 2TP / (2TP + FP + FN);
+UAR is the unweighted mean of per-class recall TP / (TP + FN). As in the MEGC
+evaluation code, a class with no ground-truth sample in the evaluated set
+(TP + FN = 0) is left out of both means: its recall is undefined. This only
+matters per fold: in the pooled set every class of the protocol is present.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(labels: Sequence[int], preds: Sequence[int],
+                     num_classes: int) -> np.ndarray:
+  """Counts `[num_classes (true), num_classes (pred)]`."""
+  labels = np.asarray(labels, np.int64)
+  preds = np.asarray(preds, np.int64)
+  if labels.shape != preds.shape:
+    raise ValueError(f"labels {labels.shape} and preds {preds.shape} differ")
+  for name, a in (("label", labels), ("prediction", preds)):
+    if a.size and (a.min() < 0 or a.max() >= num_classes):
+      raise ValueError(f"{name} outside [0, {num_classes}): {np.unique(a)}")
+  cm = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(cm, (labels, preds), 1)
+  return cm
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict[str, float]:
+  """UF1, UAR, accuracy and n from a confusion matrix (MEGC conventions)."""
+  cm = np.asarray(cm, np.float64)
+  tp = np.diag(cm)
+  support = cm.sum(axis=1)  # TP + FN
+  predicted = cm.sum(axis=0)  # TP + FP
+  present = support > 0
+  n = cm.sum()
+  if not present.any():
+    return {"uf1": float("nan"), "uar": float("nan"),
+            "accuracy": float("nan"), "n": 0}
+  f1 = 2 * tp[present] / (support[present] + predicted[present])
+  recall = tp[present] / support[present]
+  return {"uf1": float(f1.mean()), "uar": float(recall.mean()),
+          "accuracy": float(tp.sum() / n), "n": int(n)}
+
+
+def scores(labels: Sequence[int], preds: Sequence[int],
+           num_classes: int) -> dict[str, float]:
+  """UF1, UAR, accuracy and n of one prediction set."""
+  return scores_from_confusion(confusion_matrix(labels, preds, num_classes))
+
+
+def summarize_folds(folds: Sequence[dict[str, Any]],
+                    num_classes: int) -> dict[str, Any]:
+  """Pooled and per-fold scores.
+
+  Args:
+    folds: one dict per fold with `subject`, `labels` and `preds` (ints).
+    num_classes: classes in the protocol.
+
+  Returns:
+    `{"uf1", "uar", "accuracy", "n", "confusion", "per_fold": [...]}`; the
+    headline numbers are computed on all predictions pooled across folds.
+  """
+  all_labels = np.concatenate([np.asarray(f["labels"], np.int64) for f in folds])
+  all_preds = np.concatenate([np.asarray(f["preds"], np.int64) for f in folds])
+  cm = confusion_matrix(all_labels, all_preds, num_classes)
+  out = dict(scores_from_confusion(cm))
+  out["confusion"] = cm.tolist()
+  out["per_fold"] = [
+      {"subject": f["subject"], **scores(f["labels"], f["preds"], num_classes)}
+      for f in folds]
+  return out
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
+                   title: str) -> None:
+  """Writes a row-normalised confusion matrix with counts as a PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  cm = np.asarray(cm)
+  rows = cm.sum(axis=1, keepdims=True)
+  frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
+  k = len(class_names)
+  fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
+  im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+  ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+  ax.set_yticks(range(k), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  for i in range(k):
+    for j in range(k):
+      ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
+              color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(im, ax=ax, fraction=0.046, label="row fraction (recall)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

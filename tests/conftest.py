@@ -1,0 +1,29 @@
+"""Test setup: 8 fake CPU devices, parsed absl flags, a persistent compile cache."""
+
+import os
+import sys
+
+# Must be set before jax initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# grain worker processes and absl-using code expect parsed flags.
+flags.FLAGS.mark_as_parsed()
+
+jax.config.update("jax_compilation_cache_dir",
+                  os.environ.get("MER_JAX_TEST_CACHE",
+                                 os.path.join(ROOT, ".pytest_cache", "jax")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """A TFDS data dir shared by the whole session (builds happen once)."""
+  return str(tmp_path_factory.mktemp("tfds"))

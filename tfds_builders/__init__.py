@@ -1,0 +1,1 @@
+"""TFDS builders for mer-jax. Importing a builder module registers it with TFDS."""
