@@ -1,0 +1,137 @@
+"""`synthetic_me`: the embedded default micro-expression corpus (no licence needed).
+
+Clips are synthesised from real face crops committed in this package
+(`faces.npz`, made by `scripts/make_synthetic_faces.py`): four frames of one
+woman from a Pexels video (credit Wolfgang Langer, Pexels licence) and the
+public-domain NASA portrait in `skimage.data.astronaut()` (Eileen Collins).
+Ten subjects `sub01`..`sub10` are made from them: sub01-05 are the five crops
+as they are; sub06-10 reuse crops with a fixed identity transform (mirror,
+face-shape warp, zoom, skin tone, gamma, illumination gradient; see
+`synth.SUBJECTS`). Only two real people underlie them, so subjects that share
+a person are not independent identities: LOSO here tests the pipeline, not
+generalisation across people.
+
+Each subject has 30 clips, 6 per class, in a per-subject shuffled order:
+
+| label | emotion            | action_units | motion at apex (112 px)            |
+|-------|--------------------|--------------|------------------------------------|
+| 0     | brow_raise         | AU1+AU2      | brows up                           |
+| 1     | brow_lower         | AU4          | brows down, inner ends together    |
+| 2     | lip_corner_pull    | AU12         | mouth corners up and out           |
+| 3     | lip_corner_depress | AU15         | mouth corners down                 |
+| 4     | nose_wrinkle       | AU9          | nostrils, nose sides, upper lip up |
+
+The motion is a smooth Gaussian-bump displacement field of 1.5-3 px peak at
+apex (at 112 px; micro-expression scale), with a sin^2 onset -> apex -> offset
+time course over 9-15 frames at 30 fps, inside a 24-40 frame clip with >= 4
+neutral frames on each side; plus random pose per clip, sub-pixel to 1 px head
+drift, illumination flicker and sensor noise (`synth` has the details).
+Everything is drawn from `np.random.default_rng([seed, subject, clip])`, so the
+same seed gives byte-identical frames.
+
+Configs: `s64` (default) and `s112` hold the same clips (rendered at 112 px,
+area-resized for 64); `tiny` (3 subjects x 5 clips, 32 px) is for tests.
+Build (array_record is required without TensorFlow):
+
+  import tfds_builders.synthetic_me  # registers the builder
+  b = tfds.builder("synthetic_me/s64", data_dir=D, file_format="array_record")
+  b.download_and_prepare(file_format="array_record")
+  ds = b.as_data_source(split="sub01")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow_datasets as tfds
+
+from tfds_builders import common
+from tfds_builders.synthetic_me import synth
+
+CLASS_NAMES = synth.CLASS_NAMES
+ACTION_UNITS = synth.ACTION_UNITS
+FPS = synth.FPS
+DATASET = "synthetic_me"
+
+
+@dataclasses.dataclass(eq=False)
+class SyntheticMeConfig(tfds.core.BuilderConfig):
+  """A `synthetic_me` config.
+
+  Attributes:
+    size: frame side in pixels (frames are `[T, size, size, 3]`).
+    seed: the seed every clip is drawn from.
+    num_subjects: how many of `synth.SUBJECTS` to build (the first ones).
+    clips_per_class: clips per class per subject.
+  """
+  size: int = 64
+  seed: int = 0
+  num_subjects: int = len(synth.SUBJECTS)
+  clips_per_class: int = 6
+
+
+def plan(config: SyntheticMeConfig) -> dict[str, list[synth.ClipPlan]]:
+  """The clips a config holds, by split name, without rendering any pixels."""
+  return {
+      common.split_name(synth.SUBJECTS[s].name):
+          synth.plan_subject(config.seed, s, config.clips_per_class)
+      for s in range(config.num_subjects)
+  }
+
+
+def make_example(config: SyntheticMeConfig,
+                 clip: synth.ClipPlan) -> tuple[str, dict]:
+  """Renders one clip into a (key, record) pair of the shared contract."""
+  frames = synth.render_clip(config.seed, clip, config.size)
+  subject = "%s/%s" % (DATASET, clip.subject)
+  sample_id = "%s/%s" % (subject, clip.clip)
+  return sample_id, {
+      "frames": [common.encode_png(f) for f in frames],
+      "label": clip.label,
+      "emotion": CLASS_NAMES[clip.label],
+      "subject": subject,
+      "sample_id": sample_id,
+      "onset": clip.onset,
+      "apex": clip.apex,
+      "offset": clip.offset,
+      "action_units": ACTION_UNITS[clip.label],
+      "fps": FPS,
+  }
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """Synthetic micro-expressions warped into real faces; one split per subject."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release: 10 subjects x 30 clips, 5 AU classes."}
+  BUILDER_CONFIGS = [
+      SyntheticMeConfig(name="s64", size=64,
+                        description="10 subjects x 30 clips, 64 px."),
+      SyntheticMeConfig(name="s112", size=112,
+                        description="The s64 clips at 112 px."),
+      SyntheticMeConfig(name="tiny", size=32, num_subjects=3, clips_per_class=1,
+                        description="3 subjects x 5 clips, 32 px (tests)."),
+  ]
+  DEFAULT_CONFIG_NAME = "s64"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description=__doc__,
+        features=common.me_features(self.builder_config.size),
+        homepage="https://www.pexels.com/license/",  # terms of the face source
+        metadata=tfds.core.MetadataDict({
+            "class_names": list(CLASS_NAMES),
+            "action_units": list(ACTION_UNITS),
+            "fps": FPS,
+            "seed": self.builder_config.seed,
+        }),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    del dl_manager  # Nothing to download: the faces ship with the package.
+    return {name: self._generate_examples(clips)
+            for name, clips in plan(self.builder_config).items()}
+
+  def _generate_examples(self, clips: list[synth.ClipPlan]):
+    for clip in clips:
+      yield make_example(self.builder_config, clip)
