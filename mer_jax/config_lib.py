@@ -1,0 +1,112 @@
+"""Every key the trainer reads, with its default.
+
+Config files in `configs/` start from `base_config()` and change values;
+`validate()` rejects keys that are not defined here (a ConfigDict accepts
+typos silently, which would silently fall back to defaults).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The complete default configuration."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # What scripts/main.py runs: "mer" (train + evaluate under `protocol`) or
+  # another task module `mer_jax/tasks/<task>.py` with run(config, workdir).
+  c.task = "mer"
+  # An orbax checkpoint directory to initialise matching parameters from
+  # (e.g. MA2MI pretraining); parameters not in it keep their fresh init.
+  c.init_from = ""
+  # Task-specific settings (free-form; read by the task module).
+  c.pretrain = ml_collections.ConfigDict()
+
+  c.input = ml_collections.ConfigDict()
+  # TFDS names `<builder>/<config>`; several (comma-separated) = composite.
+  c.input.datasets = ("synthetic_me/s64",)
+  c.input.data_dir = ""  # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
+  c.input.auto_build = True  # build corpora that need no manual data
+  c.input.num_frames = 8
+  c.input.temporal_sampling = "uniform"  # uniform | interpolate | stride
+  c.input.size = 64
+  c.input.channels = 3  # 1 = grey (PIL 'L')
+  c.input.mean = 0.5
+  c.input.std = 0.5
+  c.input.targets = ()  # e.g. ("dynamic_image",)
+  c.input.batch_size = 16  # global
+  c.input.eval_batch_size = 32
+  c.input.read_threads = 1
+  c.input.prefetch = 4
+  c.input.workers = 0  # grain worker processes (0: in the main process)
+  c.input.augment = ml_collections.ConfigDict()
+  c.input.augment.enabled = True
+  c.input.augment.flip = True
+  c.input.augment.max_rotate_deg = 5.0
+  c.input.augment.scale = (0.95, 1.05)
+  c.input.augment.max_shift = 0.04  # fraction of width/height
+  c.input.augment.brightness = 0.05
+  c.input.augment.contrast = 0.1
+
+  c.model_name = "baseline3d"
+  c.model = ml_collections.ConfigDict()
+  c.aux_loss = ml_collections.ConfigDict()  # kwargs of the model's aux_losses
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adamw"  # any optax optimizer taking learning_rate
+  c.optimizer.kwargs = ml_collections.ConfigDict({"weight_decay": 1e-4})
+  c.optimizer.grad_clip_norm = 1.0  # 0 = off
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "warmup_cosine"  # constant | warmup_cosine
+  c.schedule.lr = 1e-3
+  c.schedule.warmup_steps = 20
+  c.num_steps = 300  # per fold, fixed
+
+  c.protocol = ml_collections.ConfigDict()
+  c.protocol.name = "loso"
+  # fixed: report the model after num_steps. inner_val: hold out
+  # `val_subjects` training subjects, keep the step with the best validation
+  # UF1. The test subject's labels never choose anything.
+  c.protocol.selection = "fixed"
+  c.protocol.val_subjects = 1
+  c.protocol.eval_every = 100
+  c.protocol.folds = ()  # subset of test subjects to run (empty = all)
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # devices on the data axis (-1 = all)
+
+  c.log_every = 25
+  c.checkpoint_every = 100
+  c.keep_checkpoints = 2
+  c.progress = True
+  return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming every key that `base_config` does not define."""
+  base = base_config()
+  unknown = []
+
+  def walk(cfg, ref, prefix):
+    for k, v in cfg.items():
+      path = f"{prefix}{k}"
+      if ref is None:
+        continue
+      if k not in ref:
+        unknown.append(path)
+      elif isinstance(v, ml_collections.ConfigDict) and k not in _FREE_FORM:
+        walk(v, ref[k], path + ".")
+
+  walk(config, base, "")
+  if unknown:
+    raise ValueError(
+        "Unknown config key(s): " + ", ".join(unknown) +
+        ". Check the spelling against mer_jax/config_lib.py:base_config().")
+  if config.protocol.selection not in ("fixed", "inner_val"):
+    raise ValueError(f"config.protocol.selection={config.protocol.selection!r}; "
+                     "use 'fixed' or 'inner_val'.")
+
+
+# Sections whose keys are the model's / optimizer's own keyword arguments.
+_FREE_FORM = ("model", "aux_loss", "kwargs", "pretrain")

@@ -1,0 +1,168 @@
+"""grain input pipelines: clip decoding, temporal sampling, augmentation, batching.
+
+A batch is a dict of numpy arrays:
+  frames: float32 `[B, T, H, W, C]`, normalised `(x / 255 - mean) / std`;
+  label: int32 `[B]`; index: int32 `[B]` (position in the clip list);
+  mask: float32 `[B]`, 1 for real samples, 0 for eval padding;
+  plus one entry per `config.input.targets` name (see `targets.py`).
+
+Train: seeded shuffle, infinite repeat, per-example seeded augmentation,
+drop remainder; batch `k` is a pure function of (seed, k), so a resumed run
+sees the same batches. Eval: fixed order, last batch padded and masked so
+each clip is scored exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import cv2
+import grain
+import ml_collections
+import numpy as np
+
+from mer_jax.data import sampling
+from mer_jax.data import sources
+from mer_jax.data import targets as targets_lib
+from mer_jax.data.sources import Clip, Corpus
+
+
+def to_grey(clip: np.ndarray) -> np.ndarray:
+  """RGB uint8 `[..., 3]` -> `[..., 1]` with PIL's 'L' integer formula."""
+  c = clip.astype(np.uint32)
+  grey = (c[..., 0] * 19595 + c[..., 1] * 38470 + c[..., 2] * 7471 + 0x8000) >> 16
+  return grey.astype(np.uint8)[..., None]
+
+
+def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
+  """`[T, H, W, C]` -> `[T, size, size, C]` (area when shrinking)."""
+  if clip.shape[1] == size and clip.shape[2] == size:
+    return clip
+  interp = cv2.INTER_AREA if clip.shape[1] > size else cv2.INTER_LINEAR
+  out = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in clip])
+  return out.reshape(clip.shape[0], size, size, clip.shape[-1])
+
+
+class LoadClip:
+  """Clip -> uint8 `[T, S, S, C]` clip + label (+ targets)."""
+
+  def __init__(self, corpus: Corpus, clips: Sequence[Clip],
+               cfg: ml_collections.ConfigDict):
+    self.corpus = corpus
+    self.clips = list(clips)
+    self.num_frames = cfg.num_frames
+    self.mode = cfg.temporal_sampling
+    self.size = cfg.size
+    self.channels = cfg.channels
+    self.targets = tuple(cfg.targets)
+    for t in self.targets:
+      targets_lib.get(t)  # fail early on unknown names
+
+  def __call__(self, i: int) -> dict[str, Any]:
+    clip = self.clips[i]
+    rec = self.corpus.record(clip)
+    frames = rec["frames"]
+    plan = sampling.frame_plan(len(frames), int(rec["onset"]),
+                               int(rec["offset"]), self.num_frames, self.mode)
+    x = sampling.gather(lambda j: sources.decode_frame(frames[j]), plan)
+    x = resize_clip(x, self.size)
+    if self.channels == 1:
+      x = to_grey(x)
+    out = {"frames": x, "label": np.int32(clip.label), "index": np.int32(i),
+           "mask": np.float32(1.0)}
+    for t in self.targets:
+      out[t] = np.asarray(targets_lib.get(t)(x), np.float32)
+    return out
+
+
+class Augment:
+  """One random similarity transform, flip and photometric jitter per clip.
+
+  The same parameters apply to every frame: the motion between frames, which
+  is the micro-expression, must not be altered by augmentation.
+  """
+
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    self.flip = cfg.flip
+    self.max_rotate = cfg.max_rotate_deg
+    self.scale = tuple(cfg.scale)
+    self.max_shift = cfg.max_shift
+    self.brightness = cfg.brightness
+    self.contrast = cfg.contrast
+
+  def __call__(self, ex: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    x = ex["frames"]
+    t, h, w, c = x.shape
+    angle = rng.uniform(-self.max_rotate, self.max_rotate)
+    scale = rng.uniform(*self.scale)
+    shift = rng.uniform(-self.max_shift, self.max_shift, size=2) * (w, h)
+    flip = self.flip and rng.random() < 0.5
+    m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), angle, scale)
+    m[:, 2] += shift
+    frames = [cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT101) for f in x]
+    x = np.stack(frames).reshape(t, h, w, c)
+    if flip:
+      x = x[:, :, ::-1]
+    gain = 1 + rng.uniform(-self.contrast, self.contrast)
+    bias = 255 * rng.uniform(-self.brightness, self.brightness)
+    mean = x.mean()
+    x = np.clip((x.astype(np.float32) - mean) * gain + mean + bias, 0, 255)
+    ex = dict(ex)
+    ex["frames"] = x
+    return ex
+
+
+class Normalize:
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    self.mean = np.float32(cfg.mean)
+    self.std = np.float32(cfg.std)
+
+  def __call__(self, ex: dict[str, Any]) -> dict[str, Any]:
+    ex = dict(ex)
+    ex["frames"] = (ex["frames"].astype(np.float32) / 255.0 - self.mean) / self.std
+    return ex
+
+
+def train_dataset(corpus: Corpus, clips: Sequence[Clip],
+                  cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
+                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite iterator of training batches, starting at batch `start_step`."""
+  ds = (grain.MapDataset.source(list(range(len(clips))))
+        .seed(seed)
+        .shuffle()
+        .repeat(None)
+        .map(LoadClip(corpus, clips, cfg)))
+  if cfg.augment.enabled:
+    ds = ds.random_map(Augment(cfg.augment))
+  ds = ds.map(Normalize(cfg)).batch(batch_size, drop_remainder=True)
+  ds = ds[start_step:]
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
+                                            prefetch_buffer_size=cfg.prefetch))
+  if cfg.workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.workers))
+  return iter(it)
+
+
+def eval_batches(corpus: Corpus, clips: Sequence[Clip],
+                 cfg: ml_collections.ConfigDict,
+                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """Every clip once, in order; the last batch is zero-padded with mask 0."""
+  ds = (grain.MapDataset.source(list(range(len(clips))))
+        .map(LoadClip(corpus, clips, cfg))
+        .map(Normalize(cfg)))
+  it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
+                                                 prefetch_buffer_size=cfg.prefetch)))
+  buf = []
+  for ex in it:
+    buf.append(ex)
+    if len(buf) == batch_size:
+      yield _stack(buf)
+      buf = []
+  if buf:
+    pad = {k: np.zeros_like(v) for k, v in buf[0].items()}
+    yield _stack(buf + [pad] * (batch_size - len(buf)))
+
+
+def _stack(examples: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}

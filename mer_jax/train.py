@@ -1,0 +1,544 @@
+"""Generic LOSO trainer: one model trained from scratch per left-out subject.
+
+`train_and_evaluate(config, workdir)` runs every fold of the protocol, sharded
+over all devices (data parallel on a `jax.sharding.Mesh`), with orbax
+checkpoints per fold so a killed run resumes where it stopped and ends with
+the same results. Nothing here depends on the model or the corpus: the model
+is chosen by `config.model_name`, the corpus by `config.input.datasets`.
+
+workdir layout:
+  results.json, predictions.csv, confusion.png   pooled over folds
+  folds/<subject>/result.json                    one finished fold
+  folds/<subject>/checkpoints/                   orbax, latest (and best)
+  tensorboard/<subject>/                         loss, lr, val metrics
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from mer_jax import checkpoints
+from mer_jax import config_lib
+from mer_jax import evaluation
+from mer_jax import metric_writer
+from mer_jax import models
+from mer_jax.data import pipeline
+from mer_jax.data import sources
+
+log = logging.getLogger(__name__)
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jnp.ndarray
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+# ----------------------------------------------------------------------------
+# Optimizer, state, steps.
+
+
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  s = config.schedule
+  if s.name == "constant":
+    return optax.constant_schedule(s.lr)
+  if s.name == "warmup_cosine":
+    warmup = min(s.warmup_steps, max(config.num_steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        0.0, s.lr, warmup, max(config.num_steps, warmup + 1))
+  raise ValueError(f"Unknown config.schedule.name {s.name!r}: constant | warmup_cosine")
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  o = config.optimizer
+  fn = getattr(optax, o.name, None)
+  if fn is None:
+    raise ValueError(f"config.optimizer.name={o.name!r} is not an optax optimizer")
+  tx = fn(learning_rate=make_schedule(config), **o.kwargs.to_dict())
+  if o.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
+  return tx
+
+
+def _input_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  i = config.input
+  return (1, i.num_frames, i.size, i.size, i.channels)
+
+
+def create_train_state(model, tx, config, rng: jax.Array,
+                       init_params: Any = None) -> TrainState:
+  """Initialises parameters from `rng` (same rng -> same state).
+
+  `init_params` (from `config.init_from`) replaces every parameter whose path
+  and shape match.
+  """
+  variables = model.init({"params": rng, "dropout": rng},
+                         jnp.zeros(_input_shape(config), jnp.float32), train=False)
+  params = variables["params"]
+  if init_params is not None:
+    params, _, _ = checkpoints.merge_params(params, init_params)
+    params = jax.tree.map(jnp.asarray, params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}),
+                    opt_state=tx.init(params))
+
+
+def _variables(params, batch_stats):
+  v = {"params": params}
+  if batch_stats:
+    v["batch_stats"] = batch_stats
+  return v
+
+
+def make_train_step(model, tx, aux_losses: Callable | None,
+                    aux_kwargs: dict[str, Any]):
+  """`train_step(state, batch, rng) -> (state, metrics)`; rng is per fold."""
+
+  def train_step(state: TrainState, batch: dict[str, jnp.ndarray],
+                 rng: jax.Array):
+    step_rng = jax.random.fold_in(rng, state.step)
+    mask = batch["mask"]
+
+    def loss_fn(params):
+      mutable = ["batch_stats"] if state.batch_stats else False
+      out = model.apply(_variables(params, state.batch_stats), batch["frames"],
+                        train=True, rngs={"dropout": step_rng}, mutable=mutable)
+      (logits, aux), new_vars = out if mutable else (out, {})
+      ce = optax.softmax_cross_entropy_with_integer_labels(
+          logits.astype(jnp.float32), batch["label"])
+      ce = jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+      terms = {"ce": ce}
+      if aux_losses is not None:
+        terms.update(aux_losses(aux, batch, **aux_kwargs))
+      loss = sum(terms.values())
+      acc = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask) / jnp.maximum(
+          jnp.sum(mask), 1.0)
+      return loss, (terms, acc, new_vars.get("batch_stats", state.batch_stats))
+
+    (loss, (terms, acc, batch_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=batch_stats, opt_state=opt_state)
+    metrics = {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads),
+               **{f"loss_{k}": v for k, v in terms.items()}}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model):
+  """`eval_step(params, batch_stats, batch) -> probs [B, K]`."""
+
+  def eval_step(params, batch_stats, batch):
+    logits, _ = model.apply(_variables(params, batch_stats), batch["frames"],
+                            train=False)
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+  return eval_step
+
+
+# ----------------------------------------------------------------------------
+# Devices.
+
+
+def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  devices = jax.devices()
+  if not devices:
+    raise RuntimeError("JAX found no devices.")
+  n = len(devices) if config.mesh.data in (-1, None) else config.mesh.data
+  if n > len(devices):
+    raise ValueError(f"config.mesh.data={n} but only {len(devices)} devices exist")
+  return jax.make_mesh((n,), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices[:n])
+
+
+class Sharder:
+  """Puts host batches on the mesh (batch axis split over 'data')."""
+
+  def __init__(self, mesh: jax.sharding.Mesh):
+    self.mesh = mesh
+    self.data = NamedSharding(mesh, P("data"))
+    self.replicated = NamedSharding(mesh, P())
+    self.size = mesh.shape["data"]
+
+  def check_batch_size(self, batch_size: int, what: str) -> None:
+    if batch_size % self.size:
+      raise ValueError(f"config.input.{what}={batch_size} is not divisible by "
+                       f"the {self.size} devices on the data axis.")
+
+  def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Every process holds the same global batch; each feeds its own devices."""
+    n, pid = jax.process_count(), jax.process_index()
+
+    def put(x):
+      local = x.shape[0] // n
+      return jax.make_array_from_process_local_data(
+          self.data, x[pid * local:(pid + 1) * local], x.shape)
+
+    return {k: put(v) for k, v in batch.items()}
+
+  def fetch(self, x: jax.Array) -> np.ndarray:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+# ----------------------------------------------------------------------------
+# Folds.
+
+
+def fold_dirname(subject: str) -> str:
+  return re.sub(r"[^0-9A-Za-z_.-]", "_", subject.replace("/", "__"))
+
+
+def predict(eval_step, state_params, batch_stats, corpus, clips, config,
+            sharder: Sharder) -> np.ndarray:
+  """Class probabilities `[len(clips), K]`, each clip scored once."""
+  probs = []
+  for batch in pipeline.eval_batches(corpus, clips, config.input,
+                                     config.input.eval_batch_size):
+    mask = batch["mask"] > 0
+    p = sharder.fetch(eval_step(state_params, batch_stats, sharder.put_batch(batch)))
+    probs.append(p[mask])
+  return np.concatenate(probs) if probs else np.zeros((0, len(corpus.class_names)))
+
+
+class Fold:
+  """Trains and tests one LOSO fold, resuming from its latest checkpoint."""
+
+  def __init__(self, *, config, corpus: sources.Corpus, model, tx, train_step,
+               eval_step, sharder: Sharder, fold_index: int, test_subject: str,
+               train_subjects: list[str], workdir: str, init_params=None):
+    self.config = config
+    self.init_params = init_params
+    self.corpus = corpus
+    self.model = model
+    self.tx = tx
+    self.train_step = train_step
+    self.eval_step = eval_step
+    self.sharder = sharder
+    self.index = fold_index
+    self.subject = test_subject
+    self.dir = os.path.join(workdir, "folds", fold_dirname(test_subject))
+    self.tb_dir = os.path.join(workdir, "tensorboard", fold_dirname(test_subject))
+    fold_seed = hash_seed(config.seed, test_subject)
+    self.rng = jax.random.PRNGKey(fold_seed)
+    self.data_seed = fold_seed
+    val = []
+    if config.protocol.selection == "inner_val":
+      val = sources.inner_validation_subjects(
+          train_subjects, config.protocol.val_subjects, fold_seed)
+    self.val_subjects = val
+    self.train_clips = [c for c in corpus.clips
+                        if c.subject in train_subjects and c.subject not in val]
+    self.val_clips = [c for c in corpus.clips if c.subject in val]
+    self.test_clips = [c for c in corpus.clips if c.subject == test_subject]
+
+  @property
+  def result_path(self) -> str:
+    return os.path.join(self.dir, "result.json")
+
+  def run(self, num_folds: int) -> dict[str, Any]:
+    if os.path.exists(self.result_path):
+      with open(self.result_path) as f:
+        return json.load(f)
+    config = self.config
+    init_rng, step_rng = jax.random.split(self.rng)
+    state = create_train_state(self.model, self.tx, config, init_rng,
+                               self.init_params)
+    state = jax.device_put(state, self.sharder.replicated)
+    best = None
+    if config.protocol.selection == "inner_val":
+      best = {"params": state.params, "batch_stats": state.batch_stats,
+              "score": jnp.asarray(-1.0, jnp.float32),
+              "step": jnp.asarray(0, jnp.int32)}
+    mngr = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(self.dir), "checkpoints"),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
+                                             create=True))
+    start = 0
+    if mngr.latest_step() is not None:
+      start = mngr.latest_step()
+      items = {"state": ocp.args.StandardRestore(state)}
+      if best is not None:
+        items["best"] = ocp.args.StandardRestore(best)
+      restored = mngr.restore(start, args=ocp.args.Composite(**items))
+      state = restored["state"]
+      best = restored.get("best") if best is not None else None
+      log.info("fold %s: resumed from step %d", self.subject, start)
+
+    writer = metric_writer.SummaryWriter(self.tb_dir)
+    schedule = make_schedule(config)
+    batches = pipeline.train_dataset(
+        self.corpus, self.train_clips, config.input, config.input.batch_size,
+        seed=self.data_seed, start_step=start)
+    pending = []
+    bar = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
+               desc=f"fold {self.index + 1}/{num_folds} {self.subject}",
+               disable=not config.progress or jax.process_index() != 0,
+               dynamic_ncols=True)
+    for step in bar:
+      batch = self.sharder.put_batch(next(batches))
+      state, metrics = self.train_step(state, batch, step_rng)
+      pending.append((step + 1, metrics))
+      done = step + 1
+      if done % config.log_every == 0 or done == config.num_steps:
+        last = self._flush(pending, writer, schedule)
+        pending = []
+        bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
+      if best is not None and (done % config.protocol.eval_every == 0
+                               or done == config.num_steps):
+        best = self._select(state, best, done, writer)
+      if done % config.checkpoint_every == 0 or done == config.num_steps:
+        items = {"state": ocp.args.StandardSave(state)}
+        if best is not None:
+          items["best"] = ocp.args.StandardSave(best)
+        mngr.save(done, args=ocp.args.Composite(**items))
+    mngr.wait_until_finished()
+    mngr.close()
+
+    if best is not None:
+      params, batch_stats = best["params"], best["batch_stats"]
+      selected_step = int(best["step"])
+    else:
+      params, batch_stats, selected_step = state.params, state.batch_stats, config.num_steps
+    probs = predict(self.eval_step, params, batch_stats, self.corpus,
+                    self.test_clips, config, self.sharder)
+    preds = probs.argmax(-1)
+    labels = [c.label for c in self.test_clips]
+    fold_scores = evaluation.scores(labels, preds, len(self.corpus.class_names))
+    writer.scalars(config.num_steps, {f"test/{k}": v for k, v in fold_scores.items()})
+    writer.close()
+    result = {
+        "subject": self.subject, "selected_step": selected_step,
+        "val_subjects": self.val_subjects, "n_train": len(self.train_clips),
+        "sample_ids": [c.sample_id for c in self.test_clips],
+        "labels": labels, "preds": preds.tolist(),
+        "probs": np.round(probs, 6).tolist(),
+    }
+    if jax.process_index() == 0:
+      _write_json(self.result_path, result)
+    return result
+
+  def _flush(self, pending, writer, schedule) -> dict[str, float]:
+    """Fetches logged metrics; stops on a non-finite loss, naming the step."""
+    host = jax.device_get([m for _, m in pending])
+    for (step, _), m in zip(pending, host):
+      if not np.isfinite(m["loss"]):
+        raise FloatingPointError(
+            f"Non-finite loss ({m['loss']}) at step {step} of fold "
+            f"{self.index + 1} (test subject {self.subject}). Lower "
+            "config.schedule.lr or check the input data; the last checkpoint "
+            f"is in {self.dir}/checkpoints.")
+    step, last = pending[-1][0], host[-1]
+    writer.scalars(step, {**{f"train/{k}": float(v) for k, v in last.items()},
+                          "train/lr": float(schedule(step - 1))})
+    return {k: float(v) for k, v in last.items()}
+
+  def _select(self, state, best, step, writer):
+    """Keeps the state with the best UF1 on the held-out training subjects."""
+    probs = predict(self.eval_step, state.params, state.batch_stats, self.corpus,
+                    self.val_clips, self.config, self.sharder)
+    s = evaluation.scores([c.label for c in self.val_clips], probs.argmax(-1),
+                          len(self.corpus.class_names))
+    writer.scalars(step, {f"val/{k}": v for k, v in s.items()})
+    if s["uf1"] > float(best["score"]):
+      return {"params": state.params, "batch_stats": state.batch_stats,
+              "score": jnp.asarray(s["uf1"], jnp.float32),
+              "step": jnp.asarray(step, jnp.int32)}
+    return best
+
+
+def hash_seed(seed: int, name: str) -> int:
+  """A stable 31-bit seed from the run seed and a name (no Python hash())."""
+  import zlib  # pylint: disable=g-import-not-at-top
+  return (zlib.crc32(f"{seed}:{name}".encode()) ^ seed) & 0x7FFFFFFF
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)  # atomic: a kill never leaves half a result
+
+
+# ----------------------------------------------------------------------------
+# Entry point.
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
+  """Runs `config.task`: "mer" here, anything else from `mer_jax.tasks`."""
+  if config.task == "mer":
+    return train_and_evaluate(config, workdir)
+  import importlib  # pylint: disable=g-import-not-at-top
+  try:
+    module = importlib.import_module(f"mer_jax.tasks.{config.task}")
+  except ModuleNotFoundError:
+    raise ValueError(f"Unknown config.task {config.task!r}: 'mer' or a module "
+                     "in mer_jax/tasks/.") from None
+  config_lib.validate(config)
+  return module.run(config, workdir)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Runs the configured protocol; returns (and writes) the pooled results."""
+  config_lib.validate(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  t0 = time.time()
+  mesh = make_mesh(config)
+  sharder = Sharder(mesh)
+  sharder.check_batch_size(config.input.batch_size, "batch_size")
+  sharder.check_batch_size(config.input.eval_batch_size, "eval_batch_size")
+
+  corpus = sources.load_corpus(list(config.input.datasets),
+                               config.input.data_dir or None,
+                               auto_build=config.input.auto_build,
+                               show_progress=config.progress)
+  num_classes = len(corpus.class_names)
+  model_module = models.get_module(config.model_name)
+  model = models.get_model(config.model_name, num_classes, **config.model.to_dict())
+  tx = make_optimizer(config)
+  aux_losses = getattr(model_module, "aux_losses", None)
+  train_step = jax.jit(make_train_step(model, tx, aux_losses,
+                                       config.aux_loss.to_dict()),
+                       donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(model))
+
+  folds = sources.loso_folds(corpus.subjects)
+  if config.protocol.folds:
+    wanted = set(config.protocol.folds)
+    unknown = wanted - set(corpus.subjects)
+    if unknown:
+      raise ValueError(f"config.protocol.folds names unknown subjects {sorted(unknown)}; "
+                       f"subjects are {corpus.subjects}")
+    folds = [f for f in folds if f[1] in wanted]
+  n_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
+      lambda: model.init({"params": jax.random.PRNGKey(0)},
+                         jnp.zeros(_input_shape(config)), train=False))["params"]))
+  log.info("%s on %s: %d classes %s, %d subjects, %d clips, %d params, %d devices",
+           config.model_name, ",".join(corpus.names), num_classes,
+           corpus.class_names, len(corpus.subjects), len(corpus.clips), n_params,
+           mesh.size)
+
+  init_params = None
+  if config.init_from:
+    init_params = checkpoints.load_params(config.init_from)
+    fresh = model.init({"params": jax.random.PRNGKey(0)},
+                       jnp.zeros(_input_shape(config)), train=False)["params"]
+    _, used, new = checkpoints.merge_params(fresh, init_params)
+    log.info("init_from %s: %d parameters loaded %s; %d new (fresh init) %s",
+             config.init_from, len(used), used, len(new), new)
+    if not used:
+      raise ValueError(f"config.init_from={config.init_from}: no parameter "
+                       "matches the model (paths or shapes differ).")
+
+  fold_results = []
+  for i, (train_subjects, test_subject) in enumerate(folds):
+    fold = Fold(config=config, corpus=corpus, model=model, tx=tx,
+                train_step=train_step, eval_step=eval_step, sharder=sharder,
+                fold_index=i, test_subject=test_subject,
+                train_subjects=train_subjects, workdir=workdir,
+                init_params=init_params)
+    fold_results.append(fold.run(len(folds)))
+
+  summary = evaluation.summarize_folds(fold_results, num_classes)
+  results = {
+      "protocol": config.protocol.name,
+      "selection": config.protocol.selection,
+      "oracle": False,
+      "dataset": ",".join(corpus.names),
+      "model": config.model_name,
+      "seed": config.seed,
+      "class_names": list(corpus.class_names),
+      "uf1": summary["uf1"], "uar": summary["uar"],
+      "accuracy": summary["accuracy"], "n": summary["n"],
+      "excluded_clips": corpus.excluded,
+      "num_steps": config.num_steps,
+      "num_params": int(n_params),
+      "per_fold": [{**pf, "selected_step": r["selected_step"]}
+                   for pf, r in zip(summary["per_fold"], fold_results)],
+      "confusion": summary["confusion"],
+  }
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "results.json"), results)
+    _write_predictions(os.path.join(workdir, "predictions.csv"), fold_results,
+                       corpus.class_names)
+    evaluation.plot_confusion(
+        np.array(summary["confusion"]), corpus.class_names,
+        os.path.join(workdir, "confusion.png"),
+        f"{config.model_name} on {results['dataset']}, {config.protocol.name} "
+        f"({config.protocol.selection})\nUF1 {results['uf1']:.3f}  UAR "
+        f"{results['uar']:.3f}  n={results['n']}")
+    with metric_writer_for(workdir) as w:
+      w.scalars(0, {f"{config.protocol.name}/uf1": results["uf1"],
+                    f"{config.protocol.name}/uar": results["uar"],
+                    f"{config.protocol.name}/accuracy": results["accuracy"]})
+      for i, pf in enumerate(results["per_fold"]):
+        w.scalars(i, {"per_fold/uf1": pf["uf1"], "per_fold/uar": pf["uar"],
+                      "per_fold/accuracy": pf["accuracy"]})
+    print_summary(results, time.time() - t0)
+  return results
+
+
+class metric_writer_for:  # pylint: disable=invalid-name
+  """Context manager for the run-level TensorBoard writer."""
+
+  def __init__(self, workdir: str):
+    self.w = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "summary"))
+
+  def __enter__(self):
+    return self.w
+
+  def __exit__(self, *exc):
+    self.w.close()
+
+
+def _write_predictions(path: str, fold_results, class_names) -> None:
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["fold_subject", "sample_id", "label", "label_name", "pred",
+                "pred_name"] + [f"p_{c}" for c in class_names])
+    for r in fold_results:
+      for sid, y, p, pr in zip(r["sample_ids"], r["labels"], r["preds"], r["probs"]):
+        w.writerow([r["subject"], sid, y, class_names[y], p, class_names[p]]
+                   + [f"{v:.6f}" for v in pr])
+
+
+def print_summary(results: dict[str, Any], seconds: float) -> None:
+  """Prints the per-fold table and the one-line pooled summary."""
+  lines = [f"{'fold (test subject)':<32} {'n':>4} {'UF1':>6} {'UAR':>6} {'acc':>6} {'step':>6}"]
+  for pf in results["per_fold"]:
+    lines.append(f"{pf['subject']:<32} {pf['n']:>4} {pf['uf1']:>6.3f} "
+                 f"{pf['uar']:>6.3f} {pf['accuracy']:>6.3f} {pf['selected_step']:>6}")
+  lines.append("")
+  lines.append(f"{'dataset':<22} {'model':<14} {'protocol':<10} {'selection':<10} "
+               f"{'folds':>5} {'n':>5} {'UF1':>6} {'UAR':>6} {'acc':>6} {'time':>7}")
+  lines.append(f"{results['dataset']:<22} {results['model']:<14} "
+               f"{results['protocol']:<10} {results['selection']:<10} "
+               f"{len(results['per_fold']):>5} {results['n']:>5} {results['uf1']:>6.3f} "
+               f"{results['uar']:>6.3f} {results['accuracy']:>6.3f} {seconds:>6.0f}s")
+  print("\n".join(lines), flush=True)

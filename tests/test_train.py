@@ -1,0 +1,171 @@
+"""The trainer end to end on the tiny synthetic corpus, and resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "baseline_synthetic.py")
+
+
+def _tiny_config(**overrides):
+  sys.path.insert(0, ROOT)
+  from configs import baseline_synthetic  # pylint: disable=g-import-not-at-top
+  c = baseline_synthetic.get_config("tiny")
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_dir, tmp_path_factory):
+  from mer_jax import train
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = _tiny_config(**{"input.data_dir": data_dir, "num_steps": 30,
+                           "log_every": 5, "checkpoint_every": 10})
+  results = train.train_and_evaluate(config, workdir)
+  return workdir, results
+
+
+def test_results_schema(tiny_run):
+  workdir, results = tiny_run
+  with open(os.path.join(workdir, "results.json")) as f:
+    on_disk = json.load(f)
+  assert on_disk == json.loads(json.dumps(results))
+  for key in ("protocol", "dataset", "model", "uf1", "uar", "accuracy", "oracle",
+              "per_fold", "seed", "class_names", "confusion"):
+    assert key in on_disk, key
+  assert on_disk["oracle"] is False
+  assert on_disk["protocol"] == "loso"
+  assert on_disk["dataset"] == "synthetic_me/tiny"
+  assert len(on_disk["per_fold"]) == 3
+  for pf in on_disk["per_fold"]:
+    assert set(pf) >= {"subject", "n", "uf1", "uar", "accuracy"}
+  assert sum(pf["n"] for pf in on_disk["per_fold"]) == on_disk["n"]
+  assert np.array(on_disk["confusion"]).sum() == on_disk["n"]
+  assert 0.0 <= on_disk["uf1"] <= 1.0
+
+
+def test_outputs_written(tiny_run):
+  workdir, results = tiny_run
+  with open(os.path.join(workdir, "predictions.csv")) as f:
+    rows = f.read().strip().splitlines()
+  assert len(rows) == results["n"] + 1
+  assert rows[0].startswith("fold_subject,sample_id,label")
+  with open(os.path.join(workdir, "confusion.png"), "rb") as f:
+    assert f.read(4) == b"\x89PNG"
+  tb = os.path.join(workdir, "tensorboard")
+  events = [os.path.join(d, n) for d, _, ns in os.walk(tb) for n in ns
+            if n.startswith("events.out.tfevents")]
+  assert len(events) >= 4  # one per fold + the summary
+
+
+def test_loss_decreases(tiny_run):
+  workdir, _ = tiny_run
+  from tensorboard.backend.event_processing import event_accumulator
+  fold_dir = sorted(d for d in os.listdir(os.path.join(workdir, "tensorboard"))
+                    if d.startswith("synthetic_me"))[0]
+  ea = event_accumulator.EventAccumulator(
+      os.path.join(workdir, "tensorboard", fold_dir))
+  ea.Reload()
+  losses = [e.value for e in ea.Scalars("train/loss")]
+  assert len(losses) == 6
+  assert np.mean(losses[-2:]) < np.mean(losses[:2])
+
+
+def test_no_test_subject_in_training(data_dir):
+  from mer_jax import train
+  from mer_jax.data import sources
+  config = _tiny_config(**{"input.data_dir": data_dir,
+                           "protocol.selection": "inner_val"})
+  corpus = sources.load_corpus(list(config.input.datasets), data_dir,
+                               show_progress=False)
+  for train_subjects, test in sources.loso_folds(corpus.subjects):
+    fold = train.Fold(config=config, corpus=corpus, model=None, tx=None,
+                      train_step=None, eval_step=None, sharder=None, fold_index=0,
+                      test_subject=test, train_subjects=train_subjects, workdir="/x")
+    assert {c.subject for c in fold.test_clips} == {test}
+    used = {c.subject for c in fold.train_clips + fold.val_clips}
+    assert test not in used
+    assert not {c.subject for c in fold.train_clips} & set(fold.val_subjects)
+    assert len(fold.val_subjects) == 1
+
+
+def _main(workdir, data_dir, *extra):
+  import jax  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir,
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+  return subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "scripts", "main.py"),
+       f"--config={CONFIG}:tiny", f"--workdir={workdir}",
+       "--config.num_steps=24", "--config.checkpoint_every=4", *extra],
+      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      start_new_session=True)
+
+
+def _has_checkpoint(path):
+  return os.path.isdir(path) and any(d.isdigit() for d in os.listdir(path))
+
+
+def test_resume_after_kill_gives_identical_results(data_dir, tmp_path):
+  ref_dir, run_dir = str(tmp_path / "ref"), str(tmp_path / "killed")
+  ref = _main(ref_dir, data_dir)
+  out, _ = ref.communicate(timeout=600)
+  assert ref.returncode == 0, out.decode()[-3000:]
+
+  # Kill -9 (the whole process group) once the second fold has a checkpoint.
+  proc = _main(run_dir, data_dir)
+  folds = os.path.join(run_dir, "folds")
+  deadline = time.time() + 600
+  killed = False
+  while time.time() < deadline and proc.poll() is None:
+    done = [d for d in (os.listdir(folds) if os.path.isdir(folds) else [])
+            if _has_checkpoint(os.path.join(folds, d, "checkpoints"))]
+    if len(done) >= 2:
+      os.killpg(proc.pid, signal.SIGKILL)
+      killed = True
+      break
+    time.sleep(0.05)
+  proc.communicate()
+  assert killed, "the run finished before it could be killed"
+  assert not os.path.exists(os.path.join(run_dir, "results.json"))
+
+  resumed = _main(run_dir, data_dir)
+  out, _ = resumed.communicate(timeout=600)
+  assert resumed.returncode == 0, out.decode()[-3000:]
+  with open(os.path.join(ref_dir, "results.json")) as f:
+    a = json.load(f)
+  with open(os.path.join(run_dir, "results.json")) as f:
+    b = json.load(f)
+  assert a == b
+  with open(os.path.join(ref_dir, "predictions.csv")) as f1, \
+       open(os.path.join(run_dir, "predictions.csv")) as f2:
+    assert f1.read() == f2.read()
+
+
+def test_unknown_config_key_is_named(data_dir):
+  from mer_jax import train
+  config = _tiny_config(**{"input.data_dir": data_dir})
+  config.unlock()
+  config.input.nmu_frames = 4
+  with pytest.raises(ValueError, match="input.nmu_frames"):
+    train.train_and_evaluate(config, "/tmp/unused")
+
+
+def test_missing_dataset_names_builder_and_how_to_build(tmp_path):
+  from mer_jax.data import sources
+  with pytest.raises(sources.DatasetError, match="build_dataset.py"):
+    sources.load_corpus(["synthetic_me/tiny"], str(tmp_path), auto_build=False)
+  with pytest.raises(sources.DatasetError, match="Unknown dataset builder"):
+    sources.load_corpus(["nosuchcorpus/x"], str(tmp_path))
