@@ -1,0 +1,319 @@
+"""Tiny fake copies of the licensed MER corpora, made in code for tests.
+
+Each `make_<corpus>(root)` writes the corpus' real folder layout and
+annotation spreadsheet, INCLUDING its known defects, and returns what a
+correct builder must produce (`Expected`).
+
+Frames are small constant-colour images whose colour encodes the frame
+NUMBER (`frame_colour(n)`), so a test can check which file landed at which
+index after onset/offset mapping: R = n % 251, G = (3 n) % 251, B = 77.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+FRAME_HW = 48
+
+
+def frame_colour(n: int) -> tuple[int, int, int]:
+  return (n % 251, (3 * n) % 251, 77)
+
+
+def number_from_colour(rgb: np.ndarray) -> int:
+  """Inverse of `frame_colour` for n < 251 (reads the mean colour, JPEG-tolerant)."""
+  r = int(round(float(np.asarray(rgb)[..., 0].mean())))
+  return r
+
+
+def write_frame(path: str, n: int, hw: int = FRAME_HW, grey: bool = False) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  img = np.zeros((hw, hw, 3), np.uint8)
+  img[:] = frame_colour(n)
+  if grey:   # SAMM ships single-channel JPEGs; colour = the R channel.
+    img = np.repeat(img[..., :1], 3, -1)
+    ok = cv2.imwrite(path, img[..., 0])
+  else:
+    ok = cv2.imwrite(path, img[..., ::-1])
+  assert ok, path
+
+
+def write_xlsx(path: str, sheets: dict[str, Sequence[Sequence[Any]]]) -> None:
+  import openpyxl  # pylint: disable=g-import-not-at-top
+  wb = openpyxl.Workbook()
+  wb.remove(wb.active)
+  for name, rows in sheets.items():
+    ws = wb.create_sheet(name)
+    for row in rows:
+      ws.append(list(row))
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  wb.save(path)
+
+
+@dataclasses.dataclass
+class Clip:
+  """What the builder must write for one clip."""
+  sample_id: str
+  numbers: list[int]       # frame numbers, in order, of the written frames
+  apex: int                # index into frames
+  emotion: str
+  labels: dict[str, int]   # protocol -> label
+  action_units: str = ""
+
+
+@dataclasses.dataclass
+class Expected:
+  clips: dict[str, Clip]
+  splits: dict[str, int]         # split name -> number of clips
+  skips: dict[str, int]          # SkipLog reason -> count
+  notes: dict[str, int]          # SkipLog note -> count
+
+
+# ----------------------------------------------------------------------------
+
+
+def make_casme2(root: str, cropped: bool = False) -> Expected:
+  """CASME2-coding-20140508.xlsx + CASME2_RAW_selected/subNN/EPxx/imgN.jpg.
+
+  Defects: Subject as int, as text '1' and as '02'; frame numbers as text /
+  float; ApexFrame '/' (-> middle); an empty spreadsheet column; file name
+  case (IMG5.JPG); natural order across digit counts (img99 < img100);
+  a missing onset file (skip) and a missing clip folder (skip); emotions
+  outside the 5-class protocol (fear).
+  """
+  frames_dir = os.path.join(root, "Cropped" if cropped else "CASME2_RAW_selected")
+  prefix = "reg_img" if cropped else "img"
+  rows = [("Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame",
+           "Action Units", "Estimated Emotion")]
+  clips = {}
+
+  def clip(subject_cell, subj, name, on, ap, off, emotion, labels, au,
+           disk=None, name_fmt=None, cells=None):
+    on_c, ap_c, off_c = cells or (on, ap, off)
+    rows.append((subject_cell, name, None, on_c, ap_c, off_c, au, emotion))
+    for n in (disk if disk is not None else range(on - 2, off + 3)):
+      fname = (name_fmt or prefix + "{}.jpg").format(n)
+      write_frame(os.path.join(frames_dir, subj, name, fname), n)
+    if labels is not None:
+      nums = list(range(on, off + 1))
+      apex = nums.index(ap) if isinstance(ap, int) else (len(nums) - 1) // 2
+      clips[f"casme2/{subj}/{name}"] = Clip(f"casme2/{subj}/{name}", nums, apex,
+                                            emotion, labels, au)
+
+  clip(1, "sub01", "EP02_01f", 46, 49, 52, "happiness",
+       {"5class": 0, "3class": 1}, "12")
+  clip("1", "sub01", "EP03_02", 10, "/", 14, "fear",
+       {"5class": -1, "3class": 0}, "4+7", cells=("10", "/", 14.0))
+  clip(2, "sub02", "EP01_01", 5, 7, 9, "surprise",
+       {"5class": 3, "3class": 2}, "1+2", name_fmt="IMG{}.JPG")
+  clip("02", "sub02", "EP09_06", 100, 101, 104, "repression",
+       {"5class": 2, "3class": 0}, "R15", disk=range(97, 106))
+  clip(3, "sub03", "EP05_02", 20, 22, 24, "others",
+       {"5class": 4, "3class": -1}, "L12", cells=(20.0, "22", "24"))
+  # Onset file missing on disk -> skipped ("missing frames").
+  clip(4, "sub04", "EP12_01", 1, 3, 5, "disgust", None, "4",
+       disk=range(2, 8))
+  # Folder missing -> skipped ("missing folder").
+  rows.append((5, "EP19_03", None, 1, 2, 3, "", "disgust"))
+  write_xlsx(os.path.join(root, "CASME2-coding-20140508.xlsx"), {"Sheet1": rows})
+  return Expected(
+      clips=clips, splits={"sub01": 2, "sub02": 2, "sub03": 1},
+      skips={"missing frames": 1, "missing folder": 1},
+      notes={"apex missing -> middle": 1})
+
+
+def make_samm(root: str) -> Expected:
+  """SAMM_Micro_FACS_Codes_v2.xlsx (notes rows before the table) + SAMM/006/006_1_2/006_05562.jpg.
+
+  Defects: header below 12 notes rows; Subject '006' text and 7 int;
+  absolute frame numbers with zero padding; Apex -1 and blank (-> middle);
+  'Others' spelling; greyscale JPEGs; missing offset file (skip).
+  """
+  notes = [("SAMM Micro-Movement Dataset - FACS codes",)] + [
+      (f"note line {i}", None, "coder remarks") for i in range(10)] + [()]
+  header = ("Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
+            "Offset Frame", "Duration", "Type", "Action Units", "Estimated Emotion",
+            "Notes")
+  rows = list(notes) + [header]
+  clips = {}
+
+  def clip(subject_cell, subj, name, on, ap, off, emotion, labels, au,
+           disk=None):
+    rows.append((subject_cell, name, 1, on, ap, off, off - on + 1, "Micro - 1/2",
+                 au, emotion, None))
+    for n in (disk if disk is not None else range(on - 3, off + 4)):
+      write_frame(os.path.join(root, "SAMM", subj, name, f"{subj}_{n:05d}.jpg"),
+                  n, grey=True)
+    if labels is not None:
+      nums = list(range(on, off + 1))
+      apex = nums.index(ap) if isinstance(ap, int) and ap >= 0 else (len(nums) - 1) // 2
+      clips[f"samm/{subj}/{name}"] = Clip(f"samm/{subj}/{name}", nums, apex,
+                                          emotion, labels, au)
+
+  clip("006", "006", "006_1_2", 5562, 5565, 5567, "Anger",
+       {"5class": 0, "3class": 0}, "4+7")
+  clip("006", "006", "006_1_5", 100, -1, 104, "Happiness",
+       {"5class": 2, "3class": 1}, "R12")
+  clip(7, "007", "007_6_1", 2048, None, 2050, "Others",
+       {"5class": 4, "3class": -1}, "43")
+  clip(7, "007", "007_3_2", 9, 10, 11, "Sadness",
+       {"5class": -1, "3class": 0}, "1+4+15")
+  clip(11, "011", "011_2_3", 200, 202, 205, "Surprise", None, "1+2",
+       disk=range(195, 204))  # offset 205 not on disk
+  write_xlsx(os.path.join(root, "SAMM_Micro_FACS_Codes_v2.xlsx"), {"FACS": rows})
+  return Expected(clips=clips, splits={"s006": 2, "s007": 2},
+                  skips={"missing frames": 1},
+                  notes={"apex missing -> middle": 2})
+
+
+def make_smic(root: str, cameras: Sequence[str] = ("HS", "VIS")) -> Expected:
+  """SMIC_all_raw/<HS|VIS|NIR>/s1/micro/<emotion>/s1_ne_01/image000001.bmp; no spreadsheet.
+
+  Also a non_micro folder (ignored), an empty clip folder (skip) and frame
+  numbers that cross a digit count (image9 .. image12 sort numerically).
+  Expected is for HS.
+  """
+  clips = {}
+  spec = [("s1", "negative", "s1_ne_01", range(1, 6)),
+          ("s1", "surprise", "s1_sur_01", range(8, 13)),
+          ("s2", "positive", "s2_po_01", range(40, 44)),
+          ("s3", "negative", "s3_ne_02", range(1, 4))]
+  for cam in cameras:
+    for subj, emo, name, nums in spec:
+      for n in nums:
+        write_frame(os.path.join(root, "SMIC_all_raw", cam, subj, "micro", emo,
+                                 name, f"image{n:06d}.bmp" if n < 10 else f"image{n}.bmp"), n)
+    write_frame(os.path.join(root, "SMIC_all_raw", cam, "s1", "non_micro",
+                             "s1_nm_01", "image000001.bmp"), 1)
+    os.makedirs(os.path.join(root, "SMIC_all_raw", cam, "s2", "micro", "negative",
+                             "s2_ne_09"), exist_ok=True)
+  for subj, emo, name, nums in spec:
+    nums = list(nums)
+    clips[f"smic/{subj}/{name}"] = Clip(
+        f"smic/{subj}/{name}", nums, (len(nums) - 1) // 2, emo,
+        {"3class": ("negative", "positive", "surprise").index(emo)})
+  return Expected(clips=clips, splits={"s1": 2, "s2": 1, "s3": 1},
+                  skips={"fewer than 2 frames": 1},
+                  notes={"apex = middle (SMIC has no apex)": 4})
+
+
+def make_casme_sq(root: str) -> Expected:
+  """CAS(ME)^2code_final.xlsx (3 sheets, no header) + rawpic/s15/15_0101disgustingteeth/img1.jpg.
+
+  Macro rows are excluded; offset 0 -> 2*apex - onset; one missing folder.
+  """
+  codes = [
+      (1, "disgustingteeth_1", 10, 12, 15, "4+9", "negative", "micro-expression", "disgust"),
+      (1, "disgustingteeth_2", 30, 35, 60, "4", "negative", "macro-expression", "disgust"),
+      (1, "happy1_1", 7, 9, 0, "12", "positive", "micro-expression", "happy"),
+      (2, "happy1_1", 3, 4, 6, "12", "others", "micro-expression", "happy"),
+      (2, "anger2_3", 3, 4, 6, "4", "negative", "micro-expression", "anger"),
+  ]
+  rule1 = [(15, "s15", 1), (16, "s16", 2)]
+  rule2 = [("0101", "disgustingteeth"), ("0401", "happy1"), ("0502", "anger2")]
+  write_xlsx(os.path.join(root, "CAS(ME)^2code_final.xlsx"),
+             {"CASFEcode_final": codes, "naming rule1": rule1, "naming rule2": rule2})
+  raw = os.path.join(root, "rawpic")
+  for n in range(1, 70):
+    write_frame(os.path.join(raw, "s15", "15_0101disgustingteeth", f"img{n}.jpg"), n)
+  for n in range(1, 20):
+    write_frame(os.path.join(raw, "s15", "15_0401happy1", f"img{n}.jpg"), n)
+    write_frame(os.path.join(raw, "s16", "16_0401happy1", f"img{n}.jpg"), n)
+  clips = {
+      "casme_sq/s15/disgustingteeth_1": Clip(
+          "casme_sq/s15/disgustingteeth_1", list(range(10, 16)), 2, "negative",
+          {"3class": 0, "4class": 0}, "4+9"),
+      "casme_sq/s15/happy1_1": Clip(
+          "casme_sq/s15/happy1_1", list(range(7, 12)), 2, "positive",
+          {"3class": 1, "4class": 1}, "12"),
+      "casme_sq/s16/happy1_1": Clip(
+          "casme_sq/s16/happy1_1", list(range(3, 7)), 1, "others",
+          {"3class": -1, "4class": 3}, "12"),
+  }
+  return Expected(clips=clips, splits={"s15": 2, "s16": 1},
+                  skips={"missing folder": 1},
+                  notes={"offset missing -> 2*apex-onset": 1})
+
+
+def make_casme3(root: str) -> Expected:
+  """cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx + part_A/spNo.1/a/color/<index>.jpg.
+
+  Two MEs in one Filename; folder case differs from the sheet (spNo vs
+  spNO, 'A' vs 'a'); a dropped frame inside a clip (tolerated, noted).
+  """
+  header = ("Subject", "Filename", "Onset", "Apex", "Offset", "AU",
+            "Objective class", "emotion")
+  rows = [header,
+          ("spNO.1", "a", 116, 119, 121, "4+7", 1, "disgust"),
+          ("spNO.1", "a", 200, 203, 206, "12", 2, "happy"),
+          ("spNO.2", "b", 5, "", 9, "1+2", 3, "surprise"),
+          ("spNO.2", "c", 30, 31, 33, "4", 4, "others"),
+          ("spNO.3", "d", 1, 2, 3, "4", 4, "fear")]  # subject folder absent
+  write_xlsx(os.path.join(root, "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx"),
+             {"label": rows})
+  base = os.path.join(root, "part_A")
+  for n in list(range(110, 125)) + list(range(198, 210)):
+    write_frame(os.path.join(base, "spNo.1", "a", "color", f"{n}.jpg"), n)
+  for n in range(1, 12):
+    write_frame(os.path.join(base, "spNo.2", "B", "color", f"{n}.jpg"), n)
+  for n in range(28, 36):
+    if n != 32:   # dropped frame
+      write_frame(os.path.join(base, "spNo.2", "c", "color", f"{n}.jpg"), n)
+  clips = {
+      "casme3/spNO.1/a_116": Clip("casme3/spNO.1/a_116", list(range(116, 122)), 3,
+                                  "disgust", {"7class": 1, "4class": 0, "3class": 0}, "4+7"),
+      "casme3/spNO.1/a_200": Clip("casme3/spNO.1/a_200", list(range(200, 207)), 3,
+                                  "happy", {"7class": 0, "4class": 1, "3class": 1}, "12"),
+      "casme3/spNO.2/b_5": Clip("casme3/spNO.2/b_5", list(range(5, 10)), 2,
+                                "surprise", {"7class": 5, "4class": 2, "3class": 2}, "1+2"),
+      "casme3/spNO.2/c_30": Clip("casme3/spNO.2/c_30", [30, 31, 33], 1,
+                                 "others", {"7class": 6, "4class": 3, "3class": -1}, "4"),
+  }
+  return Expected(clips=clips, splits={"spNO_1": 2, "spNO_2": 2},
+                  skips={"missing folder": 1},
+                  notes={"apex missing -> middle": 1, "dropped frames tolerated": 1})
+
+
+def make_ck_plus(root: str) -> Expected:
+  """cohn-kanade-images/S005/001/S005_001_00000001.png + Emotion/.../*_emotion.txt + FACS/.
+
+  Unlabelled sequences (skip), a stray .DS_Store, float-formatted codes.
+  """
+  spec = [("S005", "001", 4, 3, "   9.0000000e+00   0.0000000e+00\n   1.7000000e+01   3.0000000e+00\n"),
+          ("S005", "002", 3, None, None),
+          ("S010", "004", 5, 2, None),
+          ("S011", "001", 3, 5, "   1.2000000e+01   0.0000000e+00\n")]
+  clips = {}
+  names = {2: "contempt", 3: "disgust", 5: "happy"}
+  for subj, seq, t, code, facs in spec:
+    for n in range(1, t + 1):
+      write_frame(os.path.join(root, "cohn-kanade-images", subj, seq,
+                               f"{subj}_{seq}_{n:08d}.png"), n)
+    with open(os.path.join(root, "cohn-kanade-images", subj, seq, ".DS_Store"), "w") as f:
+      f.write("x")
+    if code is None:
+      continue
+    d = os.path.join(root, "Emotion", subj, seq)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"{subj}_{seq}_{t:08d}_emotion.txt"), "w") as f:
+      f.write(f"   {code:.7e}\n")
+    if facs:
+      d = os.path.join(root, "FACS", subj, seq)
+      os.makedirs(d, exist_ok=True)
+      with open(os.path.join(d, f"{subj}_{seq}_{t:08d}_facs.txt"), "w") as f:
+        f.write(facs)
+    emo = names[code]
+    seven = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
+    six = ("anger", "disgust", "fear", "happy", "sadness", "surprise")
+    clips[f"ck_plus/{subj}/{seq}"] = Clip(
+        f"ck_plus/{subj}/{seq}", list(range(1, t + 1)), t - 1, emo,
+        {"7class": seven.index(emo), "6class": six.index(emo) if emo in six else -1,
+         "3class": {"contempt": 0, "disgust": 0, "happy": 1}[emo]},
+        {"S005": "9+17C", "S011": "12"}.get(subj, ""))
+  return Expected(clips=clips, splits={"S005": 1, "S010": 1, "S011": 1},
+                  skips={"no emotion label": 1}, notes={})

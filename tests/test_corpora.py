@@ -1,0 +1,273 @@
+"""TFDS builders for the licensed MER corpora, on fake corpora made in code.
+
+`corpus_fixtures` writes each corpus' real layout and spreadsheet with its
+known defects; these tests build with `alignment='none'` (resize only, fast)
+at 24 px, except the dlib alignment test, which needs
+`face_recognition_models` (pip install 'mer-jax[faces]') and skips without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+sys.path.insert(0, os.path.dirname(__file__))
+import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
+from tfds_builders import common, corpus, face_align
+
+SIZE = 24
+MAKERS = {
+    "casme2": cf.make_casme2, "samm": cf.make_samm, "smic": cf.make_smic,
+    "casme_sq": cf.make_casme_sq, "casme3": cf.make_casme3,
+    "ck_plus": cf.make_ck_plus,
+}
+PROTOCOLS = {
+    "casme2": ("5class", "3class"), "samm": ("5class", "3class"),
+    "smic": ("3class",), "casme_sq": ("3class", "4class"),
+    "casme3": ("7class", "4class", "3class"),
+    "ck_plus": ("7class", "6class", "3class"),
+}
+TITLES = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC",
+          "casme_sq": "CAS(ME)^2", "casme3": "CAS(ME)^3", "ck_plus": "CK+"}
+
+
+def build(name, manual, data_dir, protocol, size=SIZE, alignment="none",
+          variant=""):
+  cfg = corpus.CorpusConfig(protocol=protocol, size=size, alignment=alignment,
+                            variant=variant)
+  b = tfds.builder(name, config=cfg, data_dir=str(data_dir),
+                   file_format="array_record")
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return b
+
+
+def read_all(b):
+  out = {}
+  for split in b.info.splits:
+    for ex in b.as_data_source(split=split):
+      sid = ex["sample_id"].decode()
+      out[sid] = dict(ex, split=split)
+  return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+  """Each fake corpus, made once: name -> (manual_dir, Expected)."""
+  out = {}
+  for name, make in MAKERS.items():
+    root = tmp_path_factory.mktemp(name)
+    out[name] = (root, make(str(root)))
+  return out
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_builder_records(name, corpora, tmp_path, caplog):
+  manual, exp = corpora[name]
+  for protocol in PROTOCOLS[name]:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tfds_builders"):
+      b = build(name, manual, tmp_path / protocol, protocol)
+    # One split per subject, with the right counts.
+    assert {s: b.info.splits[s].num_examples for s in b.info.splits} == exp.splits
+    names, _ = b.PROTOCOLS[protocol]
+    assert b.info.metadata["class_names"] == list(names)
+    assert b.info.metadata["protocol"] == protocol
+    # Skips and documented fixes are counted ...
+    assert {r: b.skips.count(r) for r in exp.skips} == exp.skips
+    assert b.skips.total == sum(exp.skips.values())
+    assert {n: b.skips.noted(n) for n in exp.notes} == exp.notes
+    # ... and logged, with a summary.
+    text = caplog.text
+    assert f"skipped {b.skips.total} clips" in text
+    for reason in exp.skips:
+      assert reason in text
+
+    recs = read_all(b)
+    assert set(recs) == set(exp.clips)
+    for sid, clip in exp.clips.items():
+      ex = recs[sid]
+      subject = sid.rsplit("/", 1)[0]
+      assert ex["subject"].decode() == subject
+      assert ex["split"] == common.split_name(subject)
+      frames = np.stack(ex["frames"])
+      assert frames.shape == (len(clip.numbers), SIZE, SIZE, 3)
+      assert frames.dtype == np.uint8
+      # The frame at each index is the file with the expected NUMBER.
+      got = [cf.number_from_colour(f) for f in frames]
+      want = [n % 251 for n in clip.numbers]
+      assert np.abs(np.array(got) - np.array(want)).max() <= 2, (sid, got, want)
+      assert (ex["onset"], ex["apex"], ex["offset"]) == (
+          0, clip.apex, len(clip.numbers) - 1), sid
+      assert ex["label"] == clip.labels[protocol], (sid, protocol)
+      assert ex["emotion"].decode() == clip.emotion
+      assert ex["action_units"].decode() == clip.action_units
+      assert ex["fps"] > 0
+
+
+def test_fps_and_registered_configs():
+  for name, fps in (("casme2", 200), ("samm", 200), ("casme_sq", 30), ("casme3", 30),
+                    ("ck_plus", 30)):
+    mod = sys.modules[f"tfds_builders.{name}.{name}_dataset_builder"]
+    assert mod.FPS == fps
+  assert smic.smic_dataset_builder.FPS["HS"] == 100
+  cfgs = {c.name for c in casme2.Builder.BUILDER_CONFIGS}
+  assert {"5class_112", "5class_224", "3class_112", "3class_224",
+          "5class_112_cropped"} <= cfgs
+  assert {c.name for c in smic.Builder.BUILDER_CONFIGS} >= {
+      "3class_112", "3class_112_vis", "3class_224_nir"}
+  assert "casme2" in tfds.list_builders(with_community_datasets=False)
+
+
+def test_smic_vis_camera(corpora, tmp_path):
+  manual, _ = corpora["smic"]
+  b = build("smic", manual, tmp_path, "3class", variant="VIS")
+  recs = read_all(b)
+  assert len(recs) == 4
+  assert all(r["fps"] == 25 for r in recs.values())
+
+
+def test_casme2_cropped_release_centre_crop_fallback(tmp_path):
+  """The Cropped release (reg_imgN.jpg): faceless frames fall back to a centre crop."""
+  if importlib.util.find_spec("face_recognition_models") is None:
+    pytest.skip("needs face_recognition_models (pip install 'mer-jax[faces]')")
+  exp = cf.make_casme2(str(tmp_path / "m"), cropped=True)
+  b = build("casme2", tmp_path / "m", tmp_path / "d", "5class",
+            alignment="dlib_or_center", variant="cropped")
+  assert len(read_all(b)) == len(exp.clips)
+  assert b.skips.noted("no face, centre crop") == len(exp.clips)
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_missing_or_wrong_manual_dir(name, tmp_path):
+  protocol = PROTOCOLS[name][0]
+  instructions = sys.modules[f"tfds_builders.{name}"].MANUAL_DOWNLOAD_INSTRUCTIONS
+  # Missing folder.
+  with pytest.raises(corpus.ManualDirError) as e:
+    build(name, tmp_path / "nope", tmp_path / "d1", protocol)
+  msg = str(e.value)
+  assert TITLES[name] in msg and "does not exist" in msg
+  assert instructions.strip() in msg
+  assert "request" in msg.lower() or "Request" in msg
+  # Wrong folder: exists, but holds something else.
+  wrong = tmp_path / "wrong"
+  (wrong / "some_other_corpus").mkdir(parents=True)
+  with pytest.raises(corpus.ManualDirError) as e:
+    build(name, wrong, tmp_path / "d2", protocol)
+  msg = str(e.value)
+  assert TITLES[name] in msg and "not found" in msg
+  assert instructions.strip() in msg
+
+
+def test_manual_dir_errors_name_layout_and_source():
+  checks = {
+      casme2: ("CASME2_RAW_selected/sub01/EP02_01f/img46.jpg",
+               "CASME2-coding-20140508.xlsx", "Institute of Psychology"),
+      samm: ("SAMM/006/006_1_2/006_05562.jpg", "SAMM_Micro_FACS_Codes_v2.xlsx",
+             "Manchester Metropolitan University"),
+      smic: ("SMIC_all_raw/HS/s1/micro/negative/s1_ne_01/image000001.bmp",
+             "SMIC_all_raw", "University of Oulu"),
+      casme_sq: ("rawpic/s15/15_0101disgustingteeth/img1.jpg",
+                 "CAS(ME)^2code_final.xlsx", "Institute of Psychology"),
+      casme3: ("part_A/spNO.1/a/color/1.jpg",
+               "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "Institute of Psychology"),
+      ck_plus: ("cohn-kanade-images/S005/001/S005_001_00000001.png",
+                "Emotion/S005/001/S005_001_00000011_emotion.txt",
+                "University of Pittsburgh"),
+  }
+  for mod, needles in checks.items():
+    for n in needles:
+      assert n in mod.MANUAL_DOWNLOAD_INSTRUCTIONS, (mod.__name__, n)
+  assert issubclass(corpus.ManualDirError, ValueError)
+
+
+def test_corpus_helpers(tmp_path):
+  assert corpus.cell_int("46") == 46 and corpus.cell_int(46.0) == 46
+  assert corpus.cell_int("/") is None and corpus.cell_int(-1) is None
+  assert corpus.cell_int(None) is None and corpus.cell_int(" 7 ") == 7
+  assert corpus.frame_number("006_05562.jpg") == 5562
+  assert corpus.frame_number("reg_img46.jpg") == 46
+  for n in ("img10.jpg", "IMG9.JPG", "img100.jpg", "img011.jpg", "notes.txt"):
+    (tmp_path / n).write_bytes(b"")
+  assert [os.path.basename(p) for p in corpus.list_frames(str(tmp_path))] == [
+      "IMG9.JPG", "img10.jpg", "img011.jpg", "img100.jpg"]
+  files = corpus.list_frames(str(tmp_path))
+  assert [os.path.basename(p) for p in corpus.frames_between(files, 9, 11)] == [
+      "IMG9.JPG", "img10.jpg", "img011.jpg"]
+  with pytest.raises(corpus.FrameRangeError):
+    corpus.frames_between(files, 9, 12)
+  assert corpus.protocol_label("Disgust", corpus.MEGC_3CLASS_NAMES,
+                               corpus.MEGC_3CLASS) == 0
+  assert corpus.protocol_label("others", corpus.MEGC_3CLASS_NAMES,
+                               corpus.MEGC_3CLASS) == -1
+  log = corpus.SkipLog("casme2")
+  log.skip("missing frames", "sub04/EP12_01")
+  log.skip("missing frames", "sub05/EP01_02")
+  log.skip("no face", "sub07/EP03_01")
+  assert log.summary() == ("casme2: skipped 3 clips: 2 missing frames "
+                           "(sub04/EP12_01, sub05/EP01_02), 1 no face (sub07/EP03_01)")
+
+
+# ----------------------------------------------------------------------------
+# dlib alignment on a real face.
+
+
+def _astronaut_clip(n=5, step=3, angle=10.0):
+  """A 'clip' of the (rotated) astronaut whose crop window slides `step` px/frame."""
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  img = data.astronaut()
+  h, w = img.shape[:2]
+  rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+  img = cv2.warpAffine(img, rot, (w, h), borderMode=cv2.BORDER_REPLICATE)
+  return [np.ascontiguousarray(img[20:320, 80 + step * k:380 + step * k])
+          for k in range(n)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("face_recognition_models") is None,
+                    reason="needs face_recognition_models (pip install 'mer-jax[faces]')")
+def test_dlib_alignment_astronaut_through_builder(tmp_path):
+  frames = _astronaut_clip()
+  manual = tmp_path / "m"
+  for k, f in enumerate(frames):
+    p = manual / "CASME2_RAW_selected" / "sub01" / "EP01_01" / f"img{k + 1}.png"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(p), f[..., ::-1])
+  cf.write_xlsx(str(manual / "CASME2-coding-20140508.xlsx"), {"Sheet1": [
+      ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+       "Action Units", "Estimated Emotion"),
+      (1, "EP01_01", 1, 3, 5, "12", "happiness")]})
+  size = 112
+  # The registered default config: raw release, dlib alignment, 112 px.
+  b = tfds.builder("casme2:1.0.0", config="5class_112", data_dir=str(tmp_path / "d"),
+                   file_format="array_record")
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  assert b.info.metadata["alignment"] == face_align.ALIGN_VERSION
+  (ex,) = list(b.as_data_source(split="sub01"))
+  out = np.stack(ex["frames"])
+  assert out.shape == (5, size, size, 3)
+
+  aligner = face_align.FaceAligner()
+  # Exactly ONE transform, from the onset frame, applied to every frame.
+  m = aligner.transform(frames[0])
+  np.testing.assert_array_equal(out, np.stack(face_align.apply(frames, m, size)))
+  # Eyes level and where the template puts them.
+  left, right = aligner.eyes(out[0])
+  assert abs(left[1] - right[1]) <= 2.0
+  assert abs(np.hypot(*(right - left)) / size - face_align.EYE_DIST) < 0.04
+  assert abs((left[1] + right[1]) / 2 / size - face_align.EYE_Y) < 0.04
+  # The face moves with the (un-re-detected) content: 12 source px to the left.
+  left4, _ = aligner.eyes(out[4])
+  scale = np.hypot(*m[0, :2]) * size
+  assert abs((left[0] - left4[0]) - 12 * scale) < 2.5

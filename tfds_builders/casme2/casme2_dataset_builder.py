@@ -1,0 +1,121 @@
+"""CASME II (Yan et al., PLoS ONE 2014): 255 micro-expression clips, 26 subjects, 200 fps.
+
+Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
+
+Annotation defects handled (all counted and logged, never silent):
+  * `Subject` is an int (1 -> 'sub01'), sometimes text ('1', '01', 'sub01').
+  * Frame numbers are ints, floats (46.0) or text ('46').
+  * `ApexFrame` is '/' (or blank) for some rows -> apex = middle index.
+  * Onset/offset frame files absent on disk -> clip skipped ("missing frames").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import tensorflow_datasets as tfds
+
+from tfds_builders import corpus
+
+CORPUS = "casme2"
+FPS = 200.0
+XLSX_RE = r"CASME2[-_ ]?coding.*\.xlsx"
+RAW_DIRS = ("CASME2_RAW_selected", "CASME2-RAW-selected", "CASME2_RAW")
+CROPPED_DIRS = ("Cropped", "CASME2_Cropped", "CASME2-Cropped")
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+CASME II is licensed and cannot be downloaded automatically. Request it from
+the Institute of Psychology, Chinese Academy of Sciences (Fu Xiaolan's lab):
+http://casme.psych.ac.cn/casme/e2 (formerly
+http://fu.psych.ac.cn/CASME/casme2-en.php); sign the release agreement.
+
+Unpack it so that manual_dir holds:
+
+  <manual_dir>/CASME2-coding-20140508.xlsx        (columns Subject, Filename,
+                                                   OnsetFrame, ApexFrame,
+                                                   OffsetFrame, Action Units,
+                                                   Estimated Emotion)
+  <manual_dir>/CASME2_RAW_selected/sub01/EP02_01f/img46.jpg ...
+                                                  (configs '*_112', '*_224')
+  <manual_dir>/Cropped/sub01/EP02_01f/reg_img46.jpg ...
+                                                  (configs '*_cropped')
+
+Frame file numbers are the spreadsheet's frame numbers.
+"""
+
+PROTOCOLS = {
+    # Fear and sadness have too few clips (2 and 7): not in the 5-class protocol.
+    "5class": (("happiness", "disgust", "repression", "surprise", "others"), None),
+    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+}
+
+
+def subject_name(cell) -> str | None:
+  """Spreadsheet Subject (1, 1.0, '01', 'sub01') -> 'sub01'."""
+  s = corpus.cell_str(cell)
+  m = re.fullmatch(r"(?:sub)?0*(\d+)", s, re.IGNORECASE)
+  return f"sub{int(m.group(1)):02d}" if m else None
+
+
+class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
+  """CASME II micro-expression clips (onset..offset), one split per subject."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = corpus.make_configs(
+      PROTOCOLS, variants={"raw": "dlib", "cropped": "dlib_or_center"},
+      description="CASME II")
+  DEFAULT_CONFIG_NAME = "5class_112"
+  CORPUS = CORPUS
+  TITLE = "CASME II"
+  PROTOCOLS = PROTOCOLS
+  HOMEPAGE = "http://casme.psych.ac.cn/casme/e2"
+  CITATION = """\
+@article{yan2014casme2,
+  title={{CASME II}: An improved spontaneous micro-expression database and the baseline evaluation},
+  author={Yan, Wen-Jing and Li, Xiaobai and Wang, Su-Jing and Zhao, Guoying and Liu, Yong-Jin and Chen, Yu-Hsin and Fu, Xiaolan},
+  journal={PLoS ONE}, volume={9}, number={1}, pages={e86041}, year={2014}}"""
+
+  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+    instr = MANUAL_DOWNLOAD_INSTRUCTIONS
+    xlsx = corpus.find_file_glob(manual, XLSX_RE)
+    corpus.require_path(xlsx, self.TITLE, "CASME2-coding-*.xlsx", manual, instr)
+    names = CROPPED_DIRS if self.builder_config.variant == "cropped" else RAW_DIRS
+    root = corpus.require_path(corpus.find_child(manual, *names, kind="dir"),
+                               self.TITLE, f"frame folder {names[0]}/", manual,
+                               instr)
+    try:
+      rows = corpus.read_xlsx_rows(
+          xlsx, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame"])
+    except ValueError as e:
+      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+    plans = []
+    for r in rows:
+      subj = subject_name(r.get("subject"))
+      clip = corpus.cell_str(r.get("filename"))
+      where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
+      onset, offset = corpus.cell_int(r.get("onsetframe")), corpus.cell_int(r.get("offsetframe"))
+      if not subj or not clip or onset is None or offset is None:
+        skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
+        continue
+      folder = corpus.find_child(os.path.join(root, subj), clip, kind="dir")
+      if folder is None:
+        skips.skip("missing folder", where)
+        continue
+      try:
+        files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
+      except corpus.FrameRangeError as e:
+        skips.skip("missing frames", where, str(e))
+        continue
+      apex_cell = r.get("apexframe")
+      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
+      if guessed:
+        skips.note("apex missing -> middle", where, f"ApexFrame={apex_cell!r}")
+      emotion = corpus.cell_str(r.get("estimatedemotion"))
+      plans.append(corpus.ClipPlan(
+          subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
+          action_units=corpus.cell_str(r.get("actionunits")),
+          label=self.label_for(emotion), onset=o, apex=a, offset=f, fps=FPS))
+    return plans

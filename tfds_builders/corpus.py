@@ -1,0 +1,602 @@
+"""What every licensed-corpus builder shares.
+
+* `ManualDirError`: the one exception a builder raises when `manual_dir` is
+  missing or laid out wrongly; its message names the corpus, where to request
+  it and the exact layout expected.
+* `read_xlsx_rows`: annotation spreadsheets via openpyxl (no pandas). NOTE:
+  openpyxl (>=3.1,<4) must be listed in pyproject.toml.
+* `list_frames` / `frame_number`: frame files in natural order, tolerant of
+  zero padding, case and a prefix (`img46.jpg`, `reg_img46.jpg`,
+  `006_05562.jpg`, `image000001.bmp`, `IMG001.JPG`).
+* `frames_between`: annotated onset/offset frame NUMBERS -> the clip's file
+  list and INDICES into it.
+* `SkipLog`: counted, logged skips with a one-line summary at the end of a
+  build; nothing is dropped silently.
+* `MEGC_3CLASS` and `protocol_label`: label mapping tables.
+* `ClipPlan` / `CorpusConfig` / `CorpusBuilderMixin`: the plan -> examples
+  machinery each builder plugs its own annotation reader into.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import re
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from tfds_builders import common
+
+log = logging.getLogger("tfds_builders")
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+class ManualDirError(ValueError):
+  """`manual_dir` is missing or does not hold the corpus in the expected layout."""
+
+
+def manual_dir_error(corpus: str, problem: str, instructions: str) -> ManualDirError:
+  """A `ManualDirError` naming the corpus, the problem and the expected layout."""
+  return ManualDirError(
+      f"{corpus}: {problem}\n\n{instructions.strip()}\n\nPass the folder with "
+      "download_config=tfds.download.DownloadConfig(manual_dir=...).")
+
+
+def require_manual_dir(manual_dir: Any, corpus: str, instructions: str) -> str:
+  """Returns `manual_dir` as a str, or raises `ManualDirError` if it is unusable."""
+  if manual_dir is None or not str(manual_dir):
+    raise manual_dir_error(corpus, "no manual_dir was given.", instructions)
+  path = os.fspath(manual_dir)
+  if not os.path.isdir(path):
+    raise manual_dir_error(corpus, f"manual_dir {path!r} does not exist.",
+                           instructions)
+  return path
+
+
+def find_child(parent: str, *names: str, kind: str = "any") -> str | None:
+  """First entry of `parent` matching one of `names` case-insensitively, or None.
+
+  Releases differ in capitalisation (`CASME2_RAW_selected` vs
+  `CASME2_RAW_Selected`, `spNO.1` vs `spNo.1`), so folders and files are
+  matched ignoring case; an exact match wins.
+  """
+  if not os.path.isdir(parent):
+    return None
+  entries = os.listdir(parent)
+  def ok(p):
+    if kind == "dir":
+      return os.path.isdir(p)
+    if kind == "file":
+      return os.path.isfile(p)
+    return True
+  for name in names:
+    p = os.path.join(parent, name)
+    if name in entries and ok(p):
+      return p
+  lower = {e.lower(): e for e in sorted(entries)}
+  for name in names:
+    e = lower.get(name.lower())
+    if e is not None and ok(os.path.join(parent, e)):
+      return os.path.join(parent, e)
+  return None
+
+
+def find_file_glob(parent: str, pattern: str) -> str | None:
+  """First file in `parent` whose name matches regex `pattern` (case-insensitive)."""
+  if not os.path.isdir(parent):
+    return None
+  rx = re.compile(pattern, re.IGNORECASE)
+  for e in sorted(os.listdir(parent)):
+    if rx.fullmatch(e) and os.path.isfile(os.path.join(parent, e)):
+      return os.path.join(parent, e)
+  return None
+
+
+# ----------------------------------------------------------------------------
+# Spreadsheets.
+
+
+def _openpyxl():
+  try:
+    import openpyxl  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        "Reading the corpus annotation spreadsheets needs openpyxl: "
+        "pip install 'openpyxl>=3.1,<4'") from e
+  return openpyxl
+
+
+def sheet_names(path: str) -> list[str]:
+  wb = _openpyxl().load_workbook(path, read_only=True, data_only=True)
+  try:
+    return list(wb.sheetnames)
+  finally:
+    wb.close()
+
+
+def read_sheet(path: str, sheet: str | int = 0) -> list[tuple[Any, ...]]:
+  """All rows of one sheet as tuples of cell values (formulas as cached values)."""
+  wb = _openpyxl().load_workbook(path, read_only=True, data_only=True)
+  try:
+    if isinstance(sheet, int):
+      ws = wb.worksheets[sheet]
+    else:
+      names = {n.lower(): n for n in wb.sheetnames}
+      if sheet.lower() not in names:
+        raise KeyError(f"{path}: no sheet {sheet!r}; sheets: {wb.sheetnames}")
+      ws = wb[names[sheet.lower()]]
+    return [tuple(r) for r in ws.iter_rows(values_only=True)]
+  finally:
+    wb.close()
+
+
+def _norm_header(h: Any) -> str:
+  return re.sub(r"[^a-z0-9]", "", str(h).lower()) if h is not None else ""
+
+
+def read_xlsx_rows(path: str, required: Sequence[str], sheet: str | int = 0,
+                   max_header_row: int = 40) -> list[dict[str, Any]]:
+  """Rows of a table whose header row may sit below a notes block (SAMM).
+
+  The header row is the first row holding every name in `required` (compared
+  lower-case without spaces/punctuation, so 'Onset Frame' == 'OnsetFrame').
+  Returns one dict per non-empty data row, keyed by the normalised header;
+  `row['_row']` is the 1-based spreadsheet row, for messages.
+  """
+  rows = read_sheet(path, sheet)
+  want = [_norm_header(r) for r in required]
+  for i, row in enumerate(rows[:max_header_row]):
+    header = [_norm_header(c) for c in row]
+    if all(w in header for w in want):
+      break
+  else:
+    raise ValueError(
+        f"{path}: no header row with columns {list(required)} in the first "
+        f"{max_header_row} rows.")
+  out = []
+  for j, row in enumerate(rows[i + 1:], start=i + 2):
+    if all(c is None or str(c).strip() == "" for c in row):
+      continue
+    d = {"_row": j}
+    for h, c in zip(header, row):
+      if h and h not in d:
+        d[h] = c
+    out.append(d)
+  return out
+
+
+def cell_str(v: Any) -> str:
+  """A cell as text; integral floats lose their '.0' (Excel stores 1 as 1.0)."""
+  if v is None:
+    return ""
+  if isinstance(v, float) and v.is_integer():
+    return str(int(v))
+  return str(v).strip()
+
+
+def cell_int(v: Any) -> int | None:
+  """A frame number cell as int, or None when blank / '/' / '-' / negative / text.
+
+  Handles ints, floats (46.0) and strings ('46', ' 46 ', '46.0').
+  """
+  if v is None or isinstance(v, bool):
+    return None
+  if isinstance(v, (int, np.integer)):
+    n = int(v)
+  elif isinstance(v, float):
+    if not np.isfinite(v) or not v.is_integer():
+      return None
+    n = int(v)
+  else:
+    s = str(v).strip()
+    if not re.fullmatch(r"[+-]?\d+(\.0*)?", s):
+      return None
+    n = int(float(s))
+  return n if n >= 0 else None
+
+
+# ----------------------------------------------------------------------------
+# Frames.
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(name: str) -> tuple:
+  """Sort key: digit runs compare as numbers, text case-insensitively."""
+  parts = _NUM.split(name.lower())
+  return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def frame_number(name: str) -> int | None:
+  """The frame number in a file name: its LAST digit run (`006_05562.jpg` -> 5562)."""
+  stem = os.path.splitext(os.path.basename(name))[0]
+  nums = _NUM.findall(stem)
+  return int(nums[-1]) if nums else None
+
+
+def list_frames(folder: str) -> list[str]:
+  """Image files of `folder` in natural order (numbers, not strings, compared).
+
+  Sorting by the frame number first keeps `img9` before `img10` and
+  `image000009` before `image000010`; ties fall back to the natural key.
+  """
+  if not os.path.isdir(folder):
+    return []
+  names = [n for n in os.listdir(folder)
+           if n.lower().endswith(IMAGE_EXTS) and not n.startswith(".")]
+  def key(n):
+    k = frame_number(n)
+    return (k if k is not None else -1, natural_key(n))
+  return [os.path.join(folder, n) for n in sorted(names, key=key)]
+
+
+class FrameRangeError(ValueError):
+  """The annotated onset..offset frames are not all on disk."""
+
+
+def frames_between(files: Sequence[str], onset: int, offset: int,
+                   max_missing: int = 0) -> list[str]:
+  """The files numbered onset..offset inclusive (frame NUMBERS, from file names).
+
+  Raises `FrameRangeError` when onset or offset is absent, or more than
+  `max_missing` frames in between are (the corpora have dropped frames;
+  a tolerant builder may accept a few).
+  """
+  by_num: dict[int, str] = {}
+  for f in files:
+    n = frame_number(f)
+    if n is not None:
+      by_num.setdefault(n, f)
+  if offset < onset:
+    raise FrameRangeError(f"offset {offset} < onset {onset}")
+  for what, n in (("onset", onset), ("offset", offset)):
+    if n not in by_num:
+      lo, hi = (min(by_num), max(by_num)) if by_num else (None, None)
+      raise FrameRangeError(
+          f"{what} frame {n} not on disk (files number {lo}..{hi})")
+  want = range(onset, offset + 1)
+  missing = [n for n in want if n not in by_num]
+  if len(missing) > max_missing:
+    raise FrameRangeError(
+        f"{len(missing)} frames missing in {onset}..{offset}, e.g. {missing[:3]}")
+  return [by_num[n] for n in want if n in by_num]
+
+
+def index_of(files: Sequence[str], number: int) -> int | None:
+  """Index into `files` of the frame numbered `number`, or None."""
+  for i, f in enumerate(files):
+    if frame_number(f) == number:
+      return i
+  return None
+
+
+def read_rgb(path: str) -> np.ndarray:
+  """One frame as RGB uint8 `[H, W, 3]` (grey SAMM/SMIC frames become 3-channel)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+  if bgr is None:
+    raise IOError(f"Cannot read image {path}")
+  return bgr[..., ::-1]
+
+
+# ----------------------------------------------------------------------------
+# Skips.
+
+
+class SkipLog:
+  """Counts skipped clips by reason; logs each one and a summary at the end.
+
+  `summary()` reads e.g. "skipped 3 clips: 2 missing frames (sub04/EP12_01,
+  sub05/EP01_02), 1 no face (sub07/EP03_01)".
+  """
+
+  def __init__(self, corpus: str):
+    self.corpus = corpus
+    self.by_reason: dict[str, list[str]] = collections.OrderedDict()
+    self.notes: dict[str, list[str]] = collections.OrderedDict()
+
+  def skip(self, reason: str, clip: str, detail: str = "") -> None:
+    self.by_reason.setdefault(reason, []).append(clip)
+    log.warning("%s: skipping %s: %s%s", self.corpus, clip, reason,
+                f" ({detail})" if detail else "")
+
+  def note(self, what: str, clip: str, detail: str = "") -> None:
+    """A kept clip that needed a documented fix (e.g. apex missing -> middle)."""
+    self.notes.setdefault(what, []).append(clip)
+    log.info("%s: %s: %s%s", self.corpus, clip, what,
+             f" ({detail})" if detail else "")
+
+  @property
+  def total(self) -> int:
+    return sum(len(v) for v in self.by_reason.values())
+
+  def count(self, reason: str) -> int:
+    return len(self.by_reason.get(reason, []))
+
+  def noted(self, what: str) -> int:
+    return len(self.notes.get(what, []))
+
+  @staticmethod
+  def _fmt(d: Mapping[str, list[str]]) -> str:
+    parts = []
+    for reason, clips in d.items():
+      shown = ", ".join(clips[:5]) + (", ..." if len(clips) > 5 else "")
+      parts.append(f"{len(clips)} {reason} ({shown})")
+    return ", ".join(parts)
+
+  def summary(self) -> str:
+    s = f"{self.corpus}: skipped {self.total} clips"
+    if self.total:
+      s += ": " + self._fmt(self.by_reason)
+    if self.notes:
+      s += "; kept with fixes: " + self._fmt(self.notes)
+    return s
+
+
+# ----------------------------------------------------------------------------
+# Labels.
+
+# MEGC 2019 composite 3-class protocol (See et al., "MEGC 2019 - the second
+# facial micro-expressions grand challenge"): every negative emotion folds into
+# 'negative'; 'others' (and unknown strings) are not in the protocol. Keys are
+# lower-case corpus strings, including each corpus' spelling (CAS(ME)^3 says
+# 'happy'/'sad', CAS(ME)^2 already codes 'negative'/'positive').
+MEGC_3CLASS_NAMES = ("negative", "positive", "surprise")
+MEGC_3CLASS = {
+    "negative": "negative", "disgust": "negative", "repression": "negative",
+    "fear": "negative", "sadness": "negative", "sad": "negative",
+    "anger": "negative", "angry": "negative", "contempt": "negative",
+    "positive": "positive", "happiness": "positive", "happy": "positive",
+    "surprise": "surprise", "surprised": "surprise",
+}
+
+
+def protocol_label(emotion: str, class_names: Sequence[str],
+                   mapping: Mapping[str, str] | None = None) -> int:
+  """Class index of a corpus emotion string in a protocol; -1 when not in it.
+
+  `mapping` folds lower-cased corpus strings into class names first (absent
+  keys map to themselves).
+  """
+  e = emotion.strip().lower()
+  if mapping is not None:
+    e = mapping.get(e, e if e in class_names else "")
+  return class_names.index(e) if e in class_names else -1
+
+
+# ----------------------------------------------------------------------------
+# Plan -> examples.
+
+
+@dataclasses.dataclass
+class ClipPlan:
+  """One clip to write: which files, and the annotation fields.
+
+  `files` are the clip's frames onset..offset; `onset/apex/offset` index them.
+  `matrix` (set by the alignment pass) is the 2x3 normalised similarity
+  transform from `face_align`, or None for resize-only.
+  """
+  subject: str      # '<dataset>/<subject>'
+  clip: str         # unique within the subject
+  files: list[str]
+  emotion: str
+  action_units: str
+  label: int
+  apex: int
+  onset: int = 0
+  offset: int = -1
+  fps: float = 0.0
+  matrix: Any = None
+
+  @property
+  def sample_id(self) -> str:
+    return f"{self.subject}/{self.clip}"
+
+  def __post_init__(self):
+    if self.offset < 0:
+      self.offset = len(self.files) - 1
+
+
+def clip_indices(apex_num: int | None,
+                 files: Sequence[str]) -> tuple[int, int, int, bool]:
+  """onset/apex/offset INDICES into `files` (the onset..offset frames).
+
+  The apex is looked up by frame number; when it is missing, or not among
+  the files, or outside onset..offset, the middle index is used and the
+  returned flag is True (the caller counts and logs it).
+  """
+  last = len(files) - 1
+  if apex_num is not None:
+    i = index_of(files, apex_num)
+    if i is not None:
+      return 0, i, last, False
+  return 0, last // 2, last, True
+
+
+class CorpusConfig(tfds.core.BuilderConfig):
+  """A protocol x size (x release/variant) configuration.
+
+  Attributes:
+    protocol: key into the builder's `PROTOCOLS` (class names + mapping).
+    size: output frames are `size x size` RGB.
+    alignment: 'dlib' (detect on onset, skip on failure), 'dlib_or_center'
+      (pre-cropped releases: centre crop when no face is found) or 'none'
+      (resize only: already-cropped releases, fast tests).
+    variant: corpus-specific release/camera, e.g. CASME II 'raw'/'cropped',
+      SMIC 'HS'/'VIS'/'NIR'.
+  """
+
+  def __init__(self, *, protocol: str, size: int = 112,
+               alignment: str = "dlib", variant: str = "", **kwargs):
+    if alignment not in ("dlib", "dlib_or_center", "none"):
+      raise ValueError(f"Unknown alignment {alignment!r}")
+    kwargs.setdefault("name", f"{protocol}_{size}" + (f"_{variant}" if variant else ""))
+    super().__init__(**kwargs)
+    self.protocol = protocol
+    self.size = size
+    self.alignment = alignment
+    self.variant = variant
+
+
+def make_configs(protocols: Mapping[str, Any], sizes: Iterable[int] = (112, 224),
+                 variants: Mapping[str, str] | None = None, version: str = "1.0.0",
+                 description: str = "") -> list[CorpusConfig]:
+  """protocol x size (x variant) configs named `<protocol>_<size>[_<variant>]`.
+
+  `variants` maps a variant name to its alignment; the first variant gets
+  the plain name (`5class_112`), the others a suffix.
+  """
+  variants = variants or {"": "dlib"}
+  out = []
+  for vi, (variant, alignment) in enumerate(variants.items()):
+    for p in protocols:
+      for s in sizes:
+        name = f"{p}_{s}" + (f"_{variant.lower()}" if vi else "")
+        out.append(CorpusConfig(
+            name=name, protocol=p, size=s, alignment=alignment,
+            variant=variant, version=version,
+            description=f"{description} protocol {p}, {s}x{s}, "
+                        f"{variant or 'default'} release, alignment {alignment}."))
+  return out
+
+
+class CorpusBuilderMixin:
+  """Shared `_info` / `_split_generators` / `_generate_examples`.
+
+  A builder sets `CORPUS` (the `<dataset>` namespace), `TITLE`,
+  `PROTOCOLS = {name: (class_names, mapping or None)}`,
+  `MANUAL_DOWNLOAD_INSTRUCTIONS`, and implements `_plan(manual_dir, skips)`
+  returning `ClipPlan`s with labels set for `self.builder_config.protocol`.
+  After a build, `self.skips` holds the `SkipLog`.
+  """
+
+  CORPUS = ""
+  TITLE = ""
+  PROTOCOLS: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]] = {}
+  HOMEPAGE = ""
+  CITATION = ""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
+    names, _ = self.PROTOCOLS[cfg.protocol]
+    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+    return self.dataset_info_from_configs(
+        features=common.me_features(cfg.size),
+        homepage=self.HOMEPAGE,
+        citation=self.CITATION,
+        metadata=tfds.core.MetadataDict({
+            "class_names": list(names),
+            "protocol": cfg.protocol,
+            "corpus": self.CORPUS,
+            "size": cfg.size,
+            "alignment": (face_align.ALIGN_VERSION if cfg.alignment != "none"
+                          else "none"),
+            "variant": cfg.variant,
+        }),
+    )
+
+  def label_for(self, emotion: str) -> int:
+    names, mapping = self.PROTOCOLS[self.builder_config.protocol]
+    return protocol_label(emotion, names, mapping)
+
+  def _split_generators(self, dl_manager):
+    # `dl_manager.manual_dir` raises a bare AssertionError when the folder is
+    # missing or empty; read the path and raise our own message instead.
+    manual = require_manual_dir(getattr(dl_manager, "_manual_dir", None),
+                                self.TITLE, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    self.skips = SkipLog(self.CORPUS)
+    plans = self._plan(manual, self.skips)
+    plans = self._align(plans)
+    by_subject: dict[str, list[ClipPlan]] = collections.OrderedDict()
+    seen = set()
+    for p in plans:
+      if p.sample_id in seen:
+        self.skips.skip("duplicate sample_id", p.sample_id)
+        continue
+      seen.add(p.sample_id)
+      by_subject.setdefault(p.subject, []).append(p)
+    log.warning("%s", self.skips.summary())
+    if not by_subject:
+      raise manual_dir_error(
+          self.TITLE, f"no usable clips under {manual!r} ({self.skips.summary()}).",
+          self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    names = {}
+    for subj in by_subject:
+      n = common.split_name(subj)
+      if n in names:
+        raise ValueError(f"Subjects {names[n]!r} and {subj!r} share split {n!r}")
+      names[n] = subj
+    self._splits_left = len(by_subject)
+    return {common.split_name(s): self._generate_examples(ps)
+            for s, ps in sorted(by_subject.items(), key=lambda kv: natural_key(kv[0]))}
+
+  def _split_done(self) -> None:
+    # Repeat the summary once the last split is written, so it ends the build log.
+    self._splits_left -= 1
+    if self._splits_left == 0:
+      log.warning("%s (build done)", self.skips.summary())
+
+  def _align(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+    """Computes each clip's transform on its onset frame (skips faceless clips)."""
+    cfg = self.builder_config
+    if cfg.alignment == "none":
+      return plans
+    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+    aligner = face_align.FaceAligner()
+    kept = []
+    for p in plans:
+      m = aligner.transform(read_rgb(p.files[p.onset]))
+      if m is None:
+        if cfg.alignment == "dlib_or_center":
+          self.skips.note("no face, centre crop", p.sample_id)
+          m = face_align.CENTER
+        else:
+          self.skips.skip("no face", p.sample_id, p.files[p.onset])
+          continue
+      p.matrix = m
+      kept.append(p)
+    return kept
+
+  def _generate_examples(self, plans: Sequence[ClipPlan]) -> Iterator[tuple[str, dict]]:
+    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+    size = self.builder_config.size
+    for p in plans:
+      # Frame by frame: a SAMM clip is up to ~100 frames of 2040x1088.
+      encoded = []
+      for path in p.files:
+        frame = read_rgb(path)
+        if p.matrix is None:
+          out = face_align.resize(frame, size)
+        else:
+          (out,) = face_align.apply([frame], p.matrix, size)
+        encoded.append(common.encode_png(out))
+      yield p.sample_id, {
+          "frames": encoded,
+          "label": p.label,
+          "emotion": p.emotion,
+          "subject": p.subject,
+          "sample_id": p.sample_id,
+          "onset": p.onset,
+          "apex": p.apex,
+          "offset": p.offset,
+          "action_units": p.action_units,
+          "fps": p.fps,
+      }
+    self._split_done()
+
+
+
+def require_path(found: str | None, corpus: str, what: str, where: str,
+                 instructions: str) -> str:
+  """`found`, or a `ManualDirError` saying `what` was not found in `where`."""
+  if found is None:
+    listing = sorted(os.listdir(where))[:10] if os.path.isdir(where) else []
+    raise manual_dir_error(
+        corpus, f"{what} not found in {where!r} (it holds: {listing}).",
+        instructions)
+  return found

@@ -1,0 +1,120 @@
+"""SAMM (Davison et al., IEEE TAC 2018): 159 micro-movement clips, 32 subjects, 200 fps.
+
+Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
+
+Annotation defects handled (counted and logged):
+  * The table header sits below a block of notes rows: it is located by its
+    column names, not a fixed row.
+  * `Subject` is '006' or 6 -> '006'.
+  * Frame numbers are ABSOLUTE file numbers (`006_05562.jpg` is frame 5562);
+    they are mapped to indices into the onset..offset frames.
+  * `Apex Frame` is -1 or blank for some rows -> apex = middle index.
+  * Onset/offset files absent on disk -> clip skipped ("missing frames").
+Frames are greyscale JPEGs; they are written as 3-channel RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import tensorflow_datasets as tfds
+
+from tfds_builders import corpus
+
+CORPUS = "samm"
+FPS = 200.0
+XLSX_RE = r"SAMM.*(FACS|Codes).*\.xlsx"
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+SAMM is licensed and cannot be downloaded automatically. Request it from
+Manchester Metropolitan University (Moi Hoon Yap's group):
+https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php (sign the licence
+agreement; the micro-expression release is "SAMM").
+
+Unpack it so that manual_dir holds:
+
+  <manual_dir>/SAMM_Micro_FACS_Codes_v2.xlsx   (notes rows, then a table with
+                                                columns Subject, Filename,
+                                                Inducement Code, Onset Frame,
+                                                Apex Frame, Offset Frame,
+                                                Duration, Type, Action Units,
+                                                Estimated Emotion, Notes)
+  <manual_dir>/SAMM/006/006_1_2/006_05562.jpg ...
+
+Frame numbers in the spreadsheet are the numbers in the file names.
+"""
+
+PROTOCOLS = {
+    # The common SAMM 5-class protocol (classes with >= 10 clips); the
+    # spreadsheet says 'Other', some copies 'Others'.
+    "5class": (("anger", "contempt", "happiness", "surprise", "other"),
+               {"others": "other"}),
+    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+}
+
+
+def subject_name(cell) -> str | None:
+  """Spreadsheet Subject (6, 6.0, '006') -> '006'."""
+  s = corpus.cell_str(cell)
+  return f"{int(s):03d}" if re.fullmatch(r"\d+", s) else None
+
+
+class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
+  """SAMM micro-expression clips (onset..offset), one split per subject."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = corpus.make_configs(PROTOCOLS, description="SAMM")
+  DEFAULT_CONFIG_NAME = "5class_112"
+  CORPUS = CORPUS
+  TITLE = "SAMM"
+  PROTOCOLS = PROTOCOLS
+  HOMEPAGE = "https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php"
+  CITATION = """\
+@article{davison2018samm,
+  title={{SAMM}: A spontaneous micro-facial movement dataset},
+  author={Davison, Adrian K. and Lansley, Cliff and Costen, Nicholas and Tan, Kevin and Yap, Moi Hoon},
+  journal={IEEE Transactions on Affective Computing}, volume={9}, number={1}, pages={116--129}, year={2018}}"""
+
+  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+    instr = MANUAL_DOWNLOAD_INSTRUCTIONS
+    xlsx = corpus.require_path(corpus.find_file_glob(manual, XLSX_RE), self.TITLE,
+                               "SAMM_Micro_FACS_Codes_v2.xlsx", manual, instr)
+    root = corpus.require_path(corpus.find_child(manual, "SAMM", kind="dir"),
+                               self.TITLE, "frame folder SAMM/", manual, instr)
+    try:
+      rows = corpus.read_xlsx_rows(
+          xlsx, ["Subject", "Filename", "Onset Frame", "Apex Frame",
+                 "Offset Frame", "Estimated Emotion"])
+    except ValueError as e:
+      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+    plans = []
+    for r in rows:
+      subj = subject_name(r.get("subject"))
+      clip = corpus.cell_str(r.get("filename"))
+      where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
+      onset, offset = corpus.cell_int(r.get("onsetframe")), corpus.cell_int(r.get("offsetframe"))
+      if not subj or not clip or onset is None or offset is None:
+        skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
+        continue
+      folder = corpus.find_child(os.path.join(root, subj), clip, kind="dir")
+      if folder is None:
+        skips.skip("missing folder", where)
+        continue
+      try:
+        files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
+      except corpus.FrameRangeError as e:
+        skips.skip("missing frames", where, str(e))
+        continue
+      apex_cell = r.get("apexframe")
+      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
+      if guessed:
+        skips.note("apex missing -> middle", where, f"Apex Frame={apex_cell!r}")
+      emotion = corpus.cell_str(r.get("estimatedemotion"))
+      plans.append(corpus.ClipPlan(
+          subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
+          action_units=corpus.cell_str(r.get("actionunits")),
+          label=self.label_for(emotion), onset=o, apex=a, offset=f, fps=FPS))
+    return plans

@@ -1,0 +1,107 @@
+"""SMIC (Li et al., FG 2013): HS (164 clips, 16 subjects, 100 fps), VIS and NIR (71 clips, 8 subjects, 25 fps).
+
+Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
+
+Labels come from the folder names (negative / positive / surprise). The
+release has no onset/apex/offset: each clip folder IS the micro-expression,
+so `frames` is the whole clip, onset = 0, offset = T-1 and apex = the
+middle index (T-1)//2 (a stand-in, noted as such in the build log).
+`non_micro` folders are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_datasets as tfds
+
+from tfds_builders import corpus
+
+CORPUS = "smic"
+FPS = {"HS": 100.0, "VIS": 25.0, "NIR": 25.0}
+EMOTIONS = ("negative", "positive", "surprise")
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+SMIC is licensed and cannot be downloaded automatically. Request it from the
+Center for Machine Vision and Signal Analysis, University of Oulu (Guoying
+Zhao / Xiaobai Li): https://www.oulu.fi/en/university/faculties-and-units/
+faculty-information-technology-and-electrical-engineering/center-machine-
+vision-and-signal-analysis (formerly http://www.cse.oulu.fi/SMICDatabase);
+sign the licence agreement.
+
+Unpack it so that manual_dir holds (HS for the default configs, VIS / NIR
+for the '*_vis' / '*_nir' configs):
+
+  <manual_dir>/SMIC_all_raw/HS/s1/micro/negative/s1_ne_01/image000001.bmp ...
+  <manual_dir>/SMIC_all_raw/HS/s1/micro/positive/s1_po_01/...
+  <manual_dir>/SMIC_all_raw/HS/s1/micro/surprise/s1_sur_01/...
+  <manual_dir>/SMIC_all_raw/VIS/s1/micro/negative/...
+  <manual_dir>/SMIC_all_raw/NIR/s1/micro/negative/...
+
+No annotation file is needed: labels come from the folder names.
+"""
+
+PROTOCOLS = {"3class": (EMOTIONS, None)}
+
+
+class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
+  """SMIC micro-expression clips (whole clip), one split per subject."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = corpus.make_configs(
+      PROTOCOLS, variants={"HS": "dlib", "VIS": "dlib", "NIR": "dlib"},
+      description="SMIC")
+  DEFAULT_CONFIG_NAME = "3class_112"
+  CORPUS = CORPUS
+  TITLE = "SMIC"
+  PROTOCOLS = PROTOCOLS
+  HOMEPAGE = "http://www.cse.oulu.fi/SMICDatabase"
+  CITATION = """\
+@inproceedings{li2013smic,
+  title={A spontaneous micro-expression database: Inducement, collection and baseline},
+  author={Li, Xiaobai and Pfister, Tomas and Huang, Xiaohua and Zhao, Guoying and Pietik{\\"a}inen, Matti},
+  booktitle={IEEE FG}, year={2013}}"""
+
+  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+    instr = MANUAL_DOWNLOAD_INSTRUCTIONS
+    camera = self.builder_config.variant or "HS"
+    base = corpus.find_child(manual, "SMIC_all_raw", "SMIC", kind="dir") or manual
+    root = corpus.require_path(corpus.find_child(base, camera, kind="dir"),
+                               self.TITLE, f"SMIC_all_raw/{camera}/", base, instr)
+    subjects = sorted((d for d in os.listdir(root)
+                       if os.path.isdir(os.path.join(root, d))),
+                      key=corpus.natural_key)
+    plans = []
+    for subj in subjects:
+      micro = corpus.find_child(os.path.join(root, subj), "micro", kind="dir")
+      if micro is None:
+        skips.skip("no micro/ folder", subj)
+        continue
+      for emo_dir in sorted(os.listdir(micro), key=corpus.natural_key):
+        emo_path = os.path.join(micro, emo_dir)
+        if not os.path.isdir(emo_path):
+          continue
+        for clip in sorted(os.listdir(emo_path), key=corpus.natural_key):
+          folder = os.path.join(emo_path, clip)
+          if not os.path.isdir(folder):
+            continue
+          where = f"{subj}/{clip}"
+          files = corpus.list_frames(folder)
+          if len(files) < 2:
+            skips.skip("fewer than 2 frames", where, folder)
+            continue
+          if emo_dir.lower() not in EMOTIONS:
+            skips.skip("unknown emotion folder", where, emo_dir)
+            continue
+          skips.note("apex = middle (SMIC has no apex)", where)
+          plans.append(corpus.ClipPlan(
+              subject=f"{CORPUS}/{subj}", clip=clip, files=files,
+              emotion=emo_dir, action_units="", label=self.label_for(emo_dir),
+              onset=0, apex=(len(files) - 1) // 2, offset=len(files) - 1,
+              fps=FPS.get(camera.upper(), 0.0)))
+    if not subjects:
+      raise corpus.manual_dir_error(
+          self.TITLE, f"no subject folders (s1, s2, ...) in {root!r}.", instr)
+    return plans
