@@ -1,0 +1,202 @@
+"""Tests for the code-faithful port of the official FDP model.
+
+`tests/data/fdp_ref_small.npz` is a subset of the official-PyTorch reference
+vectors (reduced widths; made by scripts/make_fdp_test_subset.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mer_jax import fdp_reference
+from mer_jax.data import dynamic_image as di_lib
+from mer_jax.data import targets
+from mer_jax.models import fdp_official as fdp
+
+REF = os.path.join(os.path.dirname(__file__), "data", "fdp_ref_small.npz")
+
+
+@pytest.fixture(scope="module")
+def ref():
+  with np.load(REF) as f:
+    yield {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="module")
+def summary(ref):
+  return fdp_reference.run_reference_checks(ref)
+
+
+def _state_dict(ref):
+  return {k: ref[k] for k in fdp.state_dict_keys(ref)}
+
+
+@pytest.mark.parametrize("group", [
+    "out/logits", "out/frame_features", "calib/out/dynamic_representation",
+    "out/mer_pooled", "out/dyimg_logits", "out/dyimg",
+    "out/segnet_pool*_indices", "loss/final",
+    "calib/out/logits", "calib/out/frame_features", "calib/out/dyimg",
+    "calib/loss/final",
+    "target/dyimg_uint8", "target/dyimg",
+    "train/step1/loss_final", "train/step1/logits", "train/step1/dyimg",
+    "train/step1/grad/*", "train/step1/grad_null/*", "train/step1/state/*",
+])
+def test_reference_group_checked(summary, group):
+  assert group in summary["max_rel_err"], sorted(summary["max_rel_err"])
+
+
+def test_reference_checks_pass(summary):
+  assert summary["ok"], summary["failed"]
+  assert summary["n_checked"] > 400
+  assert summary["config"]["widths"] == [16, 24, 32, 48]
+  # The end-to-end forwards are far inside the tolerance.
+  for key in ("out/logits", "calib/out/logits", "calib/out/frame_features",
+              "train/step1/logits", "loss/final", "calib/loss/final"):
+    assert summary["max_rel_err"][key] < 1e-5, key
+
+
+def test_small_param_count(ref):
+  variables = fdp.load(_state_dict(ref))
+  n = sum(x.size for x in jax.tree.leaves(variables["params"]))
+  assert n == int(ref["meta/n_params"]) == 917_598
+
+
+def test_dynamic_image_target_bit_equal(ref):
+  fn = targets.get("dynamic_image")
+  assert fn is di_lib.dynamic_image
+  np.testing.assert_array_equal(di_lib.rank_pool_weights(8),
+                                ref["target/rank_pool_weights_fw"])
+  for b, clip in enumerate(ref["in/frames_uint8"]):
+    out = fn(clip[..., None])
+    assert out.dtype == np.float32 and out.shape == (64, 64)
+    np.testing.assert_array_equal(out, ref["target/dyimg"][b])
+    # A grey clip given as RGB goes through PIL's 'L' formula unchanged.
+    np.testing.assert_array_equal(fn(np.repeat(clip[..., None], 3, -1)), out)
+
+
+def test_pil_grey_formula():
+  rgb = np.array([[[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 200, 30]]]],
+                 np.uint8)
+  grey = di_lib.to_grey_uint8(rgb)[0, 0]
+  expected = [(r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+              for r, g, b in rgb[0, 0].astype(int)]
+  np.testing.assert_array_equal(grey, expected)
+
+
+def test_full_model_shapes_and_param_count():
+  model = fdp.Model()
+  x = jax.ShapeDtypeStruct((2, 8, 64, 64, 1), jnp.float32)
+  variables = jax.eval_shape(
+      lambda x: model.init(jax.random.key(0), x, train=False), x)
+  n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(variables["params"]))
+  assert n == fdp.FULL_NUM_PARAMS == 85_304_206
+  sd = fdp.to_state_dict(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                                      variables))
+  # 276 parameters + 54 BatchNorms x (running_mean, running_var).
+  assert len(sd) == 276 + 2 * 54
+  assert sd["mer.conv3d.weight"].shape == (8, 1, 3, 3, 8)
+  assert sd["mer.fc1.weight"].shape == (256, 3528)
+  assert sd["frame_rep.proj_head.0.weight"].shape == (4096, 768)
+  assert sd["frame_rep.features.19.mlp.conv1.weight"].shape == (2304, 768, 1, 1)
+  assert fdp.infer_config(sd) == dict(fdp.FULL_CONFIG, num_classes=5,
+                                      num_frames=8)
+  (logits, aux), state = jax.eval_shape(
+      lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.key(0)}),
+      variables, x)
+  assert logits.shape == (2, 5)
+  assert aux["dynamic_image"].shape == (2, 64, 64)
+  assert aux["dynamic_representation"].shape == (2, 64, 64, 8)
+  assert aux["frame_features"].shape == (2, 8, 4096)
+  assert jax.tree.structure(state["batch_stats"]) == jax.tree.structure(
+      variables["batch_stats"])
+
+
+def test_load_roundtrip_and_errors(ref):
+  sd = _state_dict(ref)
+  variables = fdp.load(sd)
+  back = fdp.to_state_dict(variables)
+  for k, v in back.items():
+    np.testing.assert_array_equal(v, sd[k])
+  assert set(back) == {k for k in sd if not k.endswith("num_batches_tracked")}
+  missing = dict(sd)
+  del missing["dyimg_net.bn22.running_var"]
+  with pytest.raises(KeyError, match="dyimg_net.bn22.running_var"):
+    fdp.load(missing)
+  bad = dict(sd)
+  bad["mer.fc2.bias"] = np.zeros(7, np.float32)
+  with pytest.raises(ValueError, match="mer.fc2.bias"):
+    fdp.load(bad)
+
+
+def test_checkpoint_roundtrip(ref, tmp_path):
+  sd = _state_dict(ref)
+  config = fdp.infer_config(sd)
+  fdp.save_checkpoint(str(tmp_path / "ckpt"), fdp.load(sd, config), config)
+  variables, config2 = fdp.restore_checkpoint(str(tmp_path / "ckpt"))
+  assert config2 == config
+  back = fdp.to_state_dict(variables)
+  for k, v in back.items():
+    np.testing.assert_array_equal(np.asarray(v), sd[k])
+
+
+def test_torch_batchnorm_semantics():
+  """Per-group batch stats; T sequential running updates, unbiased var."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(2.0, 3.0, (3, 4, 5, 5, 6)).astype(np.float32)  # [T,B,H,W,C]
+  bn = fdp.TorchBatchNorm(group_dims=1)
+  v = bn.init(jax.random.key(0), x, train=True)
+  y, st = bn.apply(v, x, train=True, mutable=["batch_stats"])
+  m = np.zeros(6)
+  var = np.ones(6)
+  for t in range(3):
+    xt = x[t].reshape(-1, 6).astype(np.float64)
+    m = 0.9 * m + 0.1 * xt.mean(0)
+    var = 0.9 * var + 0.1 * xt.var(0, ddof=1)
+    yt = (xt - xt.mean(0)) / np.sqrt(xt.var(0) + 1e-5)
+    np.testing.assert_allclose(np.asarray(y[t]).reshape(-1, 6), yt,
+                               rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(st["batch_stats"]["mean"], m, rtol=1e-5)
+  np.testing.assert_allclose(st["batch_stats"]["var"], var, rtol=1e-5)
+
+
+def test_max_pool_unpool_first_index_and_gradient():
+  x = jnp.array([[0., 0., 1., 3.], [0., 0., 3., 2.],
+                 [5., 1., 0., 0.], [2., 5., 0., 0.]]).reshape(1, 4, 4, 1)
+  pooled, idx = fdp._max_pool_2x2_argmax(x)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(pooled[0, ..., 0], [[0., 3.], [5., 0.]])
+  # Ties -> the first maximum in row-major order, as torch CPU.
+  np.testing.assert_array_equal(fdp.pool_indices_to_torch(idx)[0, 0],
+                                [[0, 3], [8, 10]])
+  up = fdp._max_unpool_2x2(pooled, idx)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(
+      up[0, ..., 0], [[0., 0., 0., 3.], [0., 0., 0., 0.],
+                      [5., 0., 0., 0.], [0., 0., 0., 0.]])
+  g = jax.grad(lambda x: fdp._max_pool_2x2_argmax(x)[0].sum())(x)  # pylint: disable=protected-access
+  assert float(g.sum()) == 4.0 and float(g[0, 0, 0, 0]) == 1.0
+
+
+def test_aux_losses_mask():
+  pred = jnp.stack([jnp.full((4, 4), 0.5), jnp.full((4, 4), 0.9)])
+  batch = {"dynamic_image": jnp.zeros((2, 4, 4)),
+           "mask": jnp.array([1.0, 0.0])}
+  out = fdp.aux_losses({"dynamic_image": pred}, batch, dy_weight=100.0)
+  np.testing.assert_allclose(out["dynamic_image_mse"], 25.0, rtol=1e-6)
+  del batch["mask"]
+  out = fdp.aux_losses({"dynamic_image": pred}, batch, dy_weight=2.0)
+  np.testing.assert_allclose(out["dynamic_image_mse"], (0.25 + 0.81), rtol=1e-6)
+
+
+def test_null_gradient_params(ref):
+  null = fdp_reference.null_gradient_params(_state_dict(ref))
+  assert "dyimg_net.conv11.bias" in null
+  assert "dyimg_net.conv11d.bias" not in null
+  assert "frame_rep.features.1.mlp.conv2.bias" in null
+  assert "frame_rep.features.7.mlp.conv2.bias" in null
+  assert "frame_rep.features.0.mlp.conv2.bias" not in null
+  assert len(null) == 25 + 4
