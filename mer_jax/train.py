@@ -274,10 +274,18 @@ class Fold:
       best = {"params": state.params, "batch_stats": state.batch_stats,
               "score": jnp.asarray(-1.0, jnp.float32),
               "step": jnp.asarray(0, jnp.int32)}
+    ckpt_dir = os.path.join(os.path.abspath(self.dir), "checkpoints")
     mngr = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(self.dir), "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                             create=True))
+        ckpt_dir, options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.keep_checkpoints, create=True))
+    if jax.process_index() == 0:
+      # A checkpoint directory is self-describing: mer_jax.load_model needs
+      # nothing else to rebuild the model and its input pipeline.
+      _write_json(os.path.join(ckpt_dir, "mer_jax_meta.json"), {
+          "config": config.to_dict(), "class_names": list(self.corpus.class_names),
+          "test_subject": self.subject, "train_subjects": sorted(
+              {c.subject for c in self.train_clips}),
+          "selection": config.protocol.selection})
     start = 0
     if mngr.latest_step() is not None:
       start = mngr.latest_step()
@@ -484,6 +492,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "confusion": summary["confusion"],
   }
   if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
     _write_json(os.path.join(workdir, "results.json"), results)
     _write_predictions(os.path.join(workdir, "predictions.csv"), fold_results,
                        corpus.class_names)
