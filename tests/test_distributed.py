@@ -1,0 +1,90 @@
+"""Results do not depend on the device count; two processes on 127.0.0.1 work."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "baseline_synthetic.py")
+FOLD = "synthetic_me/sub01"
+
+
+def _fold_result(workdir):
+  with open(os.path.join(workdir, "folds", "synthetic_me__sub01", "result.json")) as f:
+    return json.load(f)
+
+
+def _tiny(data_dir, **kw):
+  sys.path.insert(0, ROOT)
+  from configs import baseline_synthetic  # pylint: disable=g-import-not-at-top
+  c = baseline_synthetic.get_config("tiny")
+  c.input.data_dir = data_dir
+  c.num_steps = 8
+  c.protocol.folds = (FOLD,)
+  for k, v in kw.items():
+    a, b = k.split(".")
+    c[a][b] = v
+  return c
+
+
+def test_one_and_eight_devices_agree(data_dir, tmp_path):
+  import jax
+  from mer_jax import train
+  assert jax.device_count() == 8
+  r1 = train.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 1}), str(tmp_path / "d1"))
+  r8 = train.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 8}), str(tmp_path / "d8"))
+  p1 = np.array(_fold_result(str(tmp_path / "d1"))["probs"])
+  p8 = np.array(_fold_result(str(tmp_path / "d8"))["probs"])
+  np.testing.assert_allclose(p1, p8, atol=2e-4)
+  assert r1["per_fold"][0]["n"] == r8["per_fold"][0]["n"]
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(data_dir, devices):
+  import jax  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir)
+  return env
+
+
+def _cmd(workdir, *extra):
+  return [sys.executable, os.path.join(ROOT, "scripts", "main.py"),
+          f"--config={CONFIG}:tiny", f"--workdir={workdir}",
+          "--config.num_steps=8", f"--config.protocol.folds=('{FOLD}',)", *extra]
+
+
+def test_two_processes_match_one_process(data_dir, tmp_path):
+  # Build the dataset once here so the two processes only read it.
+  from mer_jax.data import sources
+  sources.load_corpus(["synthetic_me/tiny"], data_dir, show_progress=False)
+
+  single = subprocess.run(_cmd(str(tmp_path / "single")), env=_env(data_dir, 4),
+                          cwd=ROOT, capture_output=True, timeout=600)
+  assert single.returncode == 0, single.stderr.decode()[-3000:]
+
+  port = _free_port()
+  workdir = str(tmp_path / "multi")
+  procs = [subprocess.Popen(
+      _cmd(workdir, f"--coordinator_address=127.0.0.1:{port}",
+           "--num_processes=2", f"--process_id={pid}"),
+      env=_env(data_dir, 2), cwd=ROOT, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT) for pid in range(2)]
+  outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  a = _fold_result(str(tmp_path / "single"))
+  b = _fold_result(workdir)
+  assert a["sample_ids"] == b["sample_ids"]
+  np.testing.assert_allclose(np.array(a["probs"]), np.array(b["probs"]), atol=2e-4)
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["n"] == len(a["labels"])
