@@ -271,7 +271,8 @@ class Fold:
     state = jax.device_put(state, self.sharder.replicated)
     best = None
     if config.protocol.selection == "inner_val":
-      best = {"params": state.params, "batch_stats": state.batch_stats,
+      best = {"params": jax.tree.map(jnp.copy, state.params),
+              "batch_stats": jax.tree.map(jnp.copy, state.batch_stats),
               "score": jnp.asarray(-1.0, jnp.float32),
               "step": jnp.asarray(0, jnp.int32)}
     ckpt_dir = os.path.join(os.path.abspath(self.dir), "checkpoints")
@@ -373,7 +374,9 @@ class Fold:
                           len(self.corpus.class_names))
     writer.scalars(step, {f"val/{k}": v for k, v in s.items()})
     if s["uf1"] > float(best["score"]):
-      return {"params": state.params, "batch_stats": state.batch_stats,
+      # Copies: the train step donates (and so deletes) the state's buffers.
+      return {"params": jax.tree.map(jnp.copy, state.params),
+              "batch_stats": jax.tree.map(jnp.copy, state.batch_stats),
               "score": jnp.asarray(s["uf1"], jnp.float32),
               "step": jnp.asarray(step, jnp.int32)}
     return best

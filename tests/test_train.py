@@ -169,3 +169,28 @@ def test_missing_dataset_names_builder_and_how_to_build(tmp_path):
     sources.load_corpus(["synthetic_me/tiny"], str(tmp_path), auto_build=False)
   with pytest.raises(sources.DatasetError, match="Unknown dataset builder"):
     sources.load_corpus(["nosuchcorpus/x"], str(tmp_path))
+
+
+def test_nan_loss_stops_naming_step_and_fold(data_dir, tmp_path):
+  from mer_jax import train
+  config = _tiny_config(**{"input.data_dir": data_dir, "schedule.name": "constant",
+                           "schedule.lr": float("nan"), "num_steps": 4,
+                           "log_every": 4})
+  # Step 1's loss is computed before the NaN update; step 2's is NaN.
+  with pytest.raises(FloatingPointError, match=r"at step 2 of fold 1 \(test subject"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_inner_validation_selects_on_training_subjects(data_dir, tmp_path):
+  from mer_jax import train
+  config = _tiny_config(**{"input.data_dir": data_dir, "num_steps": 6,
+                           "protocol.selection": "inner_val",
+                           "protocol.eval_every": 2, "checkpoint_every": 2})
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert results["selection"] == "inner_val" and results["oracle"] is False
+  for pf in results["per_fold"]:
+    assert pf["selected_step"] in (2, 4, 6)
+  for d in os.listdir(tmp_path / "folds"):
+    with open(tmp_path / "folds" / d / "result.json") as f:
+      r = json.load(f)
+    assert len(r["val_subjects"]) == 1 and r["subject"] not in r["val_subjects"]
