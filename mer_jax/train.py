@@ -164,7 +164,7 @@ def make_eval_step(model):
 def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
   devices = jax.devices()
   if not devices:
-    raise RuntimeError("JAX found no devices.")
+    raise ValueError("JAX found no devices: check the jax install (CPU: pip install jax) or JAX_PLATFORMS.")
   n = len(devices) if config.mesh.data in (-1, None) else config.mesh.data
   if n > len(devices):
     raise ValueError(f"config.mesh.data={n} but only {len(devices)} devices exist")
