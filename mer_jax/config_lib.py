@@ -74,7 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.protocol.folds = ()  # subset of test subjects to run (empty = all)
 
   c.mesh = ml_collections.ConfigDict()
-  c.mesh.data = -1  # devices on the data axis (-1 = all)
+  c.mesh.data = -1  # devices on the data axis (-1 = all / fsdp)
+  c.mesh.fsdp = 1  # devices that split large parameters (FSDP); 1 = replicate
+  c.mesh.fsdp_min_size = 2 ** 14  # smaller leaves stay replicated
 
   c.log_every = 25
   c.checkpoint_every = 100

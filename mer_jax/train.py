@@ -162,30 +162,60 @@ def make_eval_step(model):
 
 
 def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
+  """A ('data', 'fsdp') mesh over all devices of all processes."""
   devices = jax.devices()
   if not devices:
-    raise ValueError("JAX found no devices: check the jax install (CPU: pip install jax) or JAX_PLATFORMS.")
-  n = len(devices) if config.mesh.data in (-1, None) else config.mesh.data
-  if n > len(devices):
-    raise ValueError(f"config.mesh.data={n} but only {len(devices)} devices exist")
-  return jax.make_mesh((n,), ("data",),
-                       axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices[:n])
+    raise ValueError("JAX found no devices: check the jax install (CPU: pip "
+                     "install jax) or JAX_PLATFORMS.")
+  fsdp = config.mesh.fsdp
+  if fsdp < 1 or len(devices) % fsdp:
+    raise ValueError(f"config.mesh.fsdp={fsdp} must divide the {len(devices)} devices")
+  data = len(devices) // fsdp if config.mesh.data in (-1, None) else config.mesh.data
+  if data * fsdp > len(devices):
+    raise ValueError(f"config.mesh data={data} x fsdp={fsdp} needs more than the "
+                     f"{len(devices)} devices that exist")
+  # Auto axis types: explicit sharding would reject the model's reshapes of
+  # batch-sharded arrays.
+  return jax.make_mesh((data, fsdp), ("data", "fsdp"),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 2,
+                       devices=devices[:data * fsdp])
 
 
 class Sharder:
-  """Puts host batches on the mesh (batch axis split over 'data')."""
+  """Where arrays live: batches split over all devices, parameters by rule.
 
-  def __init__(self, mesh: jax.sharding.Mesh):
+  Parameters (and optimizer state of the same shape) are replicated, except,
+  with `mesh.fsdp > 1`, leaves of at least `mesh.fsdp_min_size` elements,
+  which are split on the 'fsdp' axis along their largest divisible dimension
+  (FSDP is a config change, not a code change).
+  """
+
+  def __init__(self, mesh: jax.sharding.Mesh, fsdp_min_size: int = 2 ** 14):
     self.mesh = mesh
-    self.data = NamedSharding(mesh, P("data"))
+    self.data = NamedSharding(mesh, P(("data", "fsdp")))
     self.replicated = NamedSharding(mesh, P())
-    self.size = mesh.shape["data"]
+    self.size = mesh.size
+    self.fsdp = mesh.shape["fsdp"]
+    self.fsdp_min_size = fsdp_min_size
+
+  def leaf(self, x) -> NamedSharding:
+    shape = getattr(x, "shape", ())
+    if self.fsdp == 1 or np.prod(shape, dtype=np.int64) < self.fsdp_min_size:
+      return self.replicated
+    for axis in np.argsort(shape)[::-1]:
+      if shape[axis] % self.fsdp == 0:
+        spec = [None] * len(shape)
+        spec[axis] = "fsdp"
+        return NamedSharding(self.mesh, P(*spec))
+    return self.replicated
+
+  def tree(self, tree):
+    return jax.tree.map(self.leaf, tree)
 
   def check_batch_size(self, batch_size: int, what: str) -> None:
     if batch_size % self.size:
       raise ValueError(f"config.input.{what}={batch_size} is not divisible by "
-                       f"the {self.size} devices on the data axis.")
+                       f"the {self.size} devices of the mesh.")
 
   def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     """Every process holds the same global batch; each feeds its own devices."""
@@ -268,7 +298,7 @@ class Fold:
     init_rng, step_rng = jax.random.split(self.rng)
     state = create_train_state(self.model, self.tx, config, init_rng,
                                self.init_params)
-    state = jax.device_put(state, self.sharder.replicated)
+    state = jax.device_put(state, self.sharder.tree(state))
     best = None
     if config.protocol.selection == "inner_val":
       best = {"params": jax.tree.map(jnp.copy, state.params),
@@ -421,7 +451,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   os.makedirs(workdir, exist_ok=True)
   t0 = time.time()
   mesh = make_mesh(config)
-  sharder = Sharder(mesh)
+  sharder = Sharder(mesh, config.mesh.fsdp_min_size)
   sharder.check_batch_size(config.input.batch_size, "batch_size")
   sharder.check_batch_size(config.input.eval_batch_size, "eval_batch_size")
 
@@ -434,10 +464,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = models.get_model(config.model_name, num_classes, **config.model.to_dict())
   tx = make_optimizer(config)
   aux_losses = getattr(model_module, "aux_losses", None)
+  abstract_state = jax.eval_shape(
+      lambda: create_train_state(model, tx, config, jax.random.PRNGKey(0)))
+  state_sharding = sharder.tree(abstract_state)
+  # The pjit of the design card: shardings pinned in and out, compiled once.
   train_step = jax.jit(make_train_step(model, tx, aux_losses,
                                        config.aux_loss.to_dict()),
+                       in_shardings=(state_sharding, sharder.data, sharder.replicated),
+                       out_shardings=(state_sharding, sharder.replicated),
                        donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model))
+  eval_step = jax.jit(make_eval_step(model),
+                      in_shardings=(state_sharding.params, state_sharding.batch_stats,
+                                    sharder.data),
+                      out_shardings=sharder.data)
 
   folds = sources.loso_folds(corpus.subjects)
   if config.protocol.folds:
@@ -447,9 +486,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise ValueError(f"config.protocol.folds names unknown subjects {sorted(unknown)}; "
                        f"subjects are {corpus.subjects}")
     folds = [f for f in folds if f[1] in wanted]
-  n_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
-      lambda: model.init({"params": jax.random.PRNGKey(0)},
-                         jnp.zeros(_input_shape(config)), train=False))["params"]))
+  n_params = sum(x.size for x in jax.tree.leaves(abstract_state.params))
   log.info("%s on %s: %d classes %s, %d subjects, %d clips, %d params, %d devices",
            config.model_name, ",".join(corpus.names), num_classes,
            corpus.class_names, len(corpus.subjects), len(corpus.clips), n_params,

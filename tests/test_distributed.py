@@ -88,3 +88,25 @@ def test_two_processes_match_one_process(data_dir, tmp_path):
   np.testing.assert_allclose(np.array(a["probs"]), np.array(b["probs"]), atol=2e-4)
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["n"] == len(a["labels"])
+
+
+def test_fsdp_matches_data_parallel(data_dir, tmp_path):
+  from mer_jax import train
+  dp = _tiny(data_dir, **{"mesh.fsdp": 1})
+  fsdp = _tiny(data_dir, **{"mesh.fsdp": 4, "mesh.fsdp_min_size": 64})
+  train.train_and_evaluate(dp, str(tmp_path / "dp"))
+  train.train_and_evaluate(fsdp, str(tmp_path / "fsdp"))
+  np.testing.assert_allclose(np.array(_fold_result(str(tmp_path / "dp"))["probs"]),
+                             np.array(_fold_result(str(tmp_path / "fsdp"))["probs"]),
+                             atol=2e-4)
+
+
+def test_fsdp_rule_splits_large_leaves_only():
+  import jax
+  from mer_jax import train
+  c = _tiny("/unused", **{"mesh.fsdp": 4})
+  sharder = train.Sharder(train.make_mesh(c), fsdp_min_size=1000)
+  big = jax.ShapeDtypeStruct((6, 400), np.float32)
+  small = jax.ShapeDtypeStruct((4, 4), np.float32)
+  assert sharder.leaf(big).spec == jax.sharding.PartitionSpec(None, "fsdp")
+  assert sharder.leaf(small).spec == jax.sharding.PartitionSpec()
