@@ -317,13 +317,17 @@ class Fold:
           "test_subject": self.subject, "train_subjects": sorted(
               {c.subject for c in self.train_clips}),
           "selection": config.protocol.selection})
-    start = 0
-    if mngr.latest_step() is not None:
-      start = mngr.latest_step()
-      items = {"state": ocp.args.StandardRestore(state)}
-      if best is not None:
-        items["best"] = ocp.args.StandardRestore(best)
-      restored = mngr.restore(start, args=ocp.args.Composite(**items))
+    items = {"state": ocp.args.StandardRestore(state)}
+    if best is not None:
+      items["best"] = ocp.args.StandardRestore(best)
+    # The newest step that restores; a corrupt newer one is warned about and
+    # moved to folds/<subject>/corrupt_checkpoints/ so it can be re-saved.
+    start, restored = checkpoints.restore_latest_valid(
+        mngr, lambda s: mngr.restore(s, args=ocp.args.Composite(**items)),
+        quarantine=True)
+    if start is None:
+      start = 0
+    else:
       state = restored["state"]
       best = restored.get("best") if best is not None else None
       log.info("fold %s: resumed from step %d", self.subject, start)

@@ -1,0 +1,501 @@
+"""Using a trained model: load a fold's checkpoint and classify clips.
+
+  predictor = mer_jax.load_model("runs/casme2/folds/casme2__sub01/checkpoints")
+  out = predictor(frames, onset=3, offset=40)  # frames: uint8 [N, H, W, 3]
+  out["probs"], out["pred_name"]
+
+A fold's `checkpoints/` directory is self-describing: `mer_jax_meta.json`
+holds the full training config (model, input size, channels, normalisation,
+temporal sampling) and the class names, so nothing else is needed. The
+weights are the `best` item (the validation-selected step) when the fold was
+trained with `protocol.selection = "inner_val"`, else the final `state`.
+Only `params` and `batch_stats` are read (no optimizer state, no devices of
+the training run): a model trained on 8 devices loads on one CPU.
+
+`align_clip` detects and aligns a face exactly as the TFDS builders do
+(`tfds_builders.face_align`), for raw video; `scripts/predict.py` wraps both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mer_jax import checkpoints
+from mer_jax import models
+from mer_jax.data import pipeline
+from mer_jax.data import sampling
+
+META_FILE = "mer_jax_meta.json"
+
+
+class CheckpointError(ValueError):
+  """A path is not a usable mer-jax checkpoint; the message says why."""
+
+
+class FaceError(ValueError):
+  """No face, or several faces, where one was expected."""
+
+
+# ----------------------------------------------------------------------------
+# Finding and reading checkpoints.
+
+
+def _fold_checkpoint_dirs(workdir: str) -> dict[str, str]:
+  """`{fold dir name: <workdir>/folds/<name>/checkpoints}` with a meta file."""
+  root = os.path.join(workdir, "folds")
+  out = {}
+  if os.path.isdir(root):
+    for name in sorted(os.listdir(root)):
+      d = os.path.join(root, name, "checkpoints")
+      if os.path.isfile(os.path.join(d, META_FILE)):
+        out[name] = d
+  return out
+
+
+def find_checkpoint_dir(path: str, fold: str | None = None) -> str:
+  """Resolves a fold's `checkpoints/` dir, a fold dir or a run workdir.
+
+  Args:
+    path: `<workdir>/folds/<fold>/checkpoints`, `<workdir>/folds/<fold>` or
+      `<workdir>`.
+    fold: for a workdir with several folds, which one: the test subject
+      (`casme2/sub01`), its fold directory name (`casme2__sub01`) or the
+      subject without the dataset (`sub01`) when that is unambiguous.
+
+  Returns:
+    The absolute path of the fold's `checkpoints/` directory.
+  """
+  path = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isdir(path):
+    raise CheckpointError(f"{path} is not a directory. Give a run's workdir or "
+                          "a fold's checkpoints/ directory.")
+  if os.path.isfile(os.path.join(path, META_FILE)):
+    return path
+  if os.path.isfile(os.path.join(path, "checkpoints", META_FILE)):
+    return os.path.join(path, "checkpoints")
+  folds = _fold_checkpoint_dirs(path)
+  if not folds:
+    if checkpoints.step_dirs(path):
+      raise CheckpointError(
+          f"{path} holds checkpoint steps but no {META_FILE}, which says how "
+          "to rebuild the model; it was written by an older mer-jax or by "
+          "something else. Retrain with the current trainer.")
+    raise CheckpointError(
+        f"{path} is neither a run workdir (no folds/*/checkpoints/{META_FILE}) "
+        "nor a fold's checkpoints/ directory.")
+  if fold is None:
+    if len(folds) == 1:
+      return next(iter(folds.values()))
+    raise CheckpointError(
+        f"{path} is a run with {len(folds)} folds (one model per left-out "
+        "subject); choose one with fold=... (--fold): " + ", ".join(folds))
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  for key in (fold, train.fold_dirname(fold)):
+    if key in folds:
+      return folds[key]
+  matches = [n for n in folds if n.endswith("__" + train.fold_dirname(fold))]
+  if len(matches) == 1:
+    return folds[matches[0]]
+  raise CheckpointError(f"No fold {fold!r} in {path}"
+                        + (" (ambiguous)" if matches else "")
+                        + "; folds: " + ", ".join(folds))
+
+
+def read_meta(path: str, fold: str | None = None) -> dict[str, Any]:
+  """`mer_jax_meta.json` of a checkpoint (see `find_checkpoint_dir`), plus
+  `checkpoint_dir`. Reads JSON only: cheap, no model is built."""
+  ckpt_dir = find_checkpoint_dir(path, fold)
+  meta_path = os.path.join(ckpt_dir, META_FILE)
+  try:
+    with open(meta_path) as f:
+      meta = json.load(f)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"Cannot read {meta_path}: {e}") from None
+  for key in ("config", "class_names"):
+    if key not in meta:
+      raise CheckpointError(f"{meta_path} has no {key!r} entry")
+  meta["checkpoint_dir"] = ckpt_dir
+  return meta
+
+
+def _tuples(x):
+  """JSON lists back to the tuples configs use (module fields must hash)."""
+  if isinstance(x, dict):
+    return {k: _tuples(v) for k, v in x.items()}
+  if isinstance(x, list):
+    return tuple(_tuples(v) for v in x)
+  return x
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  # Restoring one item of a composite step makes orbax warn that the item has
+  # no _CHECKPOINT_METADATA (that file lives one level up): a false alarm.
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
+
+
+def _restore_item(item_dir: str, target: dict[str, Any]) -> dict[str, Any]:
+  """Restores the subtrees of `target` (ShapeDtypeStructs) as numpy arrays.
+
+  `partial_restore` reads only what `target` names, so the optimizer state in
+  `state` is never read; numpy leaves ignore the training run's sharding.
+  """
+  if not os.path.isdir(item_dir):
+    raise FileNotFoundError(f"{item_dir} does not exist")
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                              target)
+  with _quiet_absl():
+    out = ocp.PyTreeCheckpointer().restore(
+        item_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+  bad = []
+  jax.tree.map_with_path(
+      lambda p, t, r: bad.append(f"{jax.tree_util.keystr(p)}: checkpoint "
+                                 f"{np.shape(r)}, model {t.shape}")
+      if tuple(np.shape(r)) != tuple(t.shape) else None, target, out)
+  if bad:
+    raise CheckpointError("checkpoint does not fit the model rebuilt from its "
+                          "config: " + "; ".join(bad[:5]))
+  return out
+
+
+# ----------------------------------------------------------------------------
+# The predictor.
+
+
+@dataclasses.dataclass
+class Predictor:
+  """A trained model with its input pipeline; call it on a clip.
+
+  Attributes:
+    model: the flax module.
+    variables: `{"params": ..., ["batch_stats": ...]}`, numpy leaves.
+    config: the training config (`config.input` drives preprocessing).
+    class_names: `[K]` class names, in logit order.
+    checkpoint_dir: the fold's checkpoints/ directory.
+    step: the checkpoint step that was restored.
+    item: "best" (inner-validation selection) or "state" (final step).
+    selected_step: the training step the weights come from (for "best", the
+      step inner validation chose; else `step`).
+    test_subject: the subject this fold held out (never trained on).
+    batch_size: clips per forward pass in `predict_many`.
+  """
+  model: Any
+  variables: dict[str, Any]
+  config: ml_collections.ConfigDict
+  class_names: tuple[str, ...]
+  checkpoint_dir: str
+  step: int
+  item: str
+  selected_step: int
+  test_subject: str = ""
+  batch_size: int = 8
+
+  def __post_init__(self):
+    model = self.model
+
+    def apply(variables, frames):
+      logits, aux = model.apply(variables, frames, train=False)
+      out = {"probs": jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
+      # FDP-like models reconstruct the clip's dynamic image ([B, H, W], in
+      # [0, 1]); worth returning for inspection, everything else in aux is
+      # internal.
+      if isinstance(aux, dict) and "dynamic_image" in aux:
+        out["dynamic_image"] = aux["dynamic_image"].astype(jnp.float32)
+      return out
+
+    self._apply = jax.jit(apply)
+    # On the default device once, not per call.
+    self._device_variables = jax.device_put(self.variables)
+    self._normalize = pipeline.Normalize(self.config.input)
+
+  @property
+  def num_frames(self) -> int:
+    return int(self.config.input.num_frames)
+
+  @property
+  def min_frames(self) -> int:
+    """Frames a clip needs between onset and offset (inclusive)."""
+    if self.config.input.temporal_sampling == "stride":
+      return self.num_frames
+    return 2  # one frame has no motion to classify
+
+  def preprocess(self, frames: np.ndarray | Sequence[np.ndarray],
+                 onset: int | None = None,
+                 offset: int | None = None) -> np.ndarray:
+    """Samples and resizes a clip as the training pipeline did.
+
+    Args:
+      frames: uint8 `[N, H, W, 3]` RGB face frames, aligned like the training
+        corpus (see `align_clip` for raw video).
+      onset, offset: first / last frame of the expression (inclusive);
+        default: the whole clip.
+
+    Returns:
+      uint8 `[T, S, S, C]`: `T = config.input.num_frames` frames sampled with
+      `config.input.temporal_sampling`, `S = config.input.size`, `C =
+      config.input.channels`.
+    """
+    n = len(frames)
+    if n == 0:
+      raise ValueError("the clip has no frames")
+    onset = 0 if onset is None else int(onset)
+    offset = n - 1 if offset is None else int(offset)
+    if not 0 <= onset <= offset < n:
+      raise ValueError(f"need 0 <= onset <= offset < {n} frames; got onset "
+                       f"{onset}, offset {offset}")
+    if offset - onset + 1 < self.min_frames:
+      raise ValueError(
+          f"the clip has {offset - onset + 1} frame(s) from onset to offset; "
+          f"this model needs at least {self.min_frames} "
+          f"({self.config.input.temporal_sampling} sampling of "
+          f"{self.num_frames} frames)")
+    first = np.asarray(frames[0])
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+      raise ValueError(f"frames must be uint8 [N, H, W, 3] RGB; got frame "
+                       f"{first.dtype} {first.shape}")
+    x = sampling.sample_clip(frames, onset, offset, self.num_frames,
+                             self.config.input.temporal_sampling)
+    x = pipeline.resize_clip(x, int(self.config.input.size))
+    if int(self.config.input.channels) == 1:
+      x = pipeline.to_grey(x)
+    return x
+
+  def predict_clips(self, clips: np.ndarray) -> dict[str, np.ndarray]:
+    """Forward pass on preprocessed clips.
+
+    Args:
+      clips: uint8 `[B, T, S, S, C]` from `preprocess`.
+
+    Returns:
+      `probs` float32 `[B, K]`, and `dynamic_image` float32 `[B, H, W]` in
+      [0, 1] when the model reconstructs one.
+    """
+    clips = np.asarray(clips)
+    b = clips.shape[0]
+    outs = []
+    for i in range(0, b, self.batch_size):
+      chunk = clips[i:i + self.batch_size]
+      # Pad to a power of two (<= batch_size): few shapes, few compiles.
+      size = min(self.batch_size, 1 << (len(chunk) - 1).bit_length())
+      pad = np.zeros((size - len(chunk),) + chunk.shape[1:], chunk.dtype)
+      x = self._normalize({"frames": np.concatenate([chunk, pad])})["frames"]
+      out = jax.device_get(self._apply(self._device_variables, x))
+      outs.append({k: np.asarray(v[:len(chunk)]) for k, v in out.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+  def _result(self, out: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+    probs = out["probs"][i]
+    pred = int(np.argmax(probs))
+    res = {"probs": probs, "class_names": list(self.class_names), "pred": pred,
+           "pred_name": self.class_names[pred]}
+    if "dynamic_image" in out:
+      res["dynamic_image"] = out["dynamic_image"][i]
+    return res
+
+  def __call__(self, frames: np.ndarray | Sequence[np.ndarray],
+               onset: int | None = None,
+               offset: int | None = None) -> dict[str, Any]:
+    """Classifies one clip.
+
+    Args:
+      frames: uint8 `[N, H, W, 3]` RGB aligned face frames.
+      onset, offset: expression onset / offset frame (default: whole clip).
+
+    Returns:
+      `probs` float32 `[K]`, `class_names` `[K]`, `pred` (index), `pred_name`,
+      and `dynamic_image` float32 `[H, W]` in [0, 1] for models with one.
+    """
+    return self._result(self.predict_clips(self.preprocess(frames, onset, offset)[None]), 0)
+
+  def predict_many(self, clips: Sequence[tuple[np.ndarray, int | None, int | None]]
+                   ) -> list[dict[str, Any]]:
+    """`[(frames, onset, offset), ...]` -> one result per clip, batched."""
+    x = np.stack([self.preprocess(f, on, off) for f, on, off in clips])
+    out = self.predict_clips(x)
+    return [self._result(out, i) for i in range(len(clips))]
+
+
+def load_model(checkpoint_dir: str, *, fold: str | None = None,
+               step: int | None = None, batch_size: int = 8) -> Predictor:
+  """Rebuilds a trained model from its checkpoint directory.
+
+  Args:
+    checkpoint_dir: a fold's `checkpoints/` directory, the fold directory, or
+      a run workdir (then `fold` picks the fold unless there is only one).
+    fold: see `find_checkpoint_dir`.
+    step: restore this step; default the newest step that restores (older
+      steps are tried, with a `CheckpointFallbackWarning`, when the newest is
+      corrupt or half-written).
+    batch_size: clips per forward pass.
+
+  Returns:
+    A `Predictor`.
+  """
+  meta = read_meta(checkpoint_dir, fold)
+  ckpt_dir = meta["checkpoint_dir"]
+  config = ml_collections.ConfigDict(meta["config"])
+  class_names = tuple(meta["class_names"])
+  selection = meta.get("selection", config.protocol.selection)
+  item = "best" if selection == "inner_val" else "state"
+  model = models.get_model(config.model_name, len(class_names),
+                           **_tuples(config.model.to_dict()))
+  i = config.input
+  shapes = jax.eval_shape(
+      lambda: model.init({"params": jax.random.PRNGKey(0),
+                          "dropout": jax.random.PRNGKey(0)},
+                         jnp.zeros((1, i.num_frames, i.size, i.size, i.channels),
+                                   jnp.float32), train=False))
+  target = {"params": shapes["params"]}
+  if shapes.get("batch_stats"):
+    target["batch_stats"] = shapes["batch_stats"]
+  if item == "best":
+    target["step"] = jax.ShapeDtypeStruct((), jnp.int32)
+
+  def restore(s: int) -> dict[str, Any]:
+    return _restore_item(os.path.join(ckpt_dir, str(s), item), target)
+
+  if step is not None:
+    if step not in checkpoints.step_dirs(ckpt_dir):
+      raise CheckpointError(f"No step {step} in {ckpt_dir}; steps: "
+                            f"{checkpoints.step_dirs(ckpt_dir)}")
+    restored, found = restore(step), step
+  else:
+    try:
+      found, restored = checkpoints.restore_latest_valid(ckpt_dir, restore)
+    except checkpoints.CheckpointRestoreError as e:
+      raise CheckpointError(str(e)) from None
+    if found is None:
+      raise CheckpointError(f"{ckpt_dir} holds no checkpoint step yet (the "
+                            "fold has not reached its first checkpoint).")
+  variables = {"params": restored["params"]}
+  if "batch_stats" in restored:
+    variables["batch_stats"] = restored["batch_stats"]
+  selected = int(restored["step"]) if item == "best" else found
+  return Predictor(model=model, variables=variables, config=config,
+                   class_names=class_names, checkpoint_dir=ckpt_dir, step=found,
+                   item=item, selected_step=selected,
+                   test_subject=meta.get("test_subject", ""),
+                   batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------
+# Faces in raw video, aligned as the builders align them.
+
+
+def _detect_faces(rgb: np.ndarray, aligner) -> list[dict[str, Any]]:
+  """Every dlib HOG detection in a frame, best score first.
+
+  Same detector call and downscaling as `face_align.FaceAligner.landmarks`.
+
+  Args:
+    rgb: uint8 `[H, W, 3]`.
+    aligner: a `face_align.FaceAligner`.
+
+  Returns:
+    `[{"box": (left, top, right, bottom) source px, "score", "area", "rect"
+    (dlib, in `small` px), "scale" (small / source), "small"}]`.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+  f = min(1.0, aligner.detect_max_side / max(rgb.shape[:2]))
+  small = rgb
+  if f < 1.0:
+    small = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)),
+                       interpolation=cv2.INTER_AREA)
+  boxes, scores, _ = aligner._hog.run(small, 1, 0.0)  # pylint: disable=protected-access
+  faces = []
+  for r, s in zip(boxes, scores):
+    box = tuple(v / f for v in (r.left(), r.top(), r.right(), r.bottom()))
+    faces.append({"box": box, "score": float(s),
+                  "area": (box[2] - box[0]) * (box[3] - box[1]),
+                  "rect": r, "scale": f, "small": small})
+  return sorted(faces, key=lambda d: -d["score"])
+
+
+_ALIGNER = None
+
+
+def _cached_aligner():
+  """One `FaceAligner` per process: loading the dlib models takes a while."""
+  global _ALIGNER
+  if _ALIGNER is None:
+    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+    _ALIGNER = face_align.FaceAligner()
+  return _ALIGNER
+
+
+def face_transform(rgb: np.ndarray, *, largest_face: bool = False,
+                   min_face_score: float = 0.5, aligner=None) -> np.ndarray:
+  """The builders' normalised `[2, 3]` similarity transform for one frame.
+
+  With one face this equals `face_align.FaceAligner.transform` (the
+  highest-scoring HOG box), from a single detection pass. Detections scoring below `min_face_score` are
+  not counted as other faces: HOG gives low-score false positives, which the
+  builders ignore the same way.
+
+  Raises:
+    FaceError: no face, or more than one face scoring >= `min_face_score`
+      and `largest_face` is False.
+  """
+  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+  aligner = aligner or _cached_aligner()
+  faces = _detect_faces(rgb, aligner)
+  if not faces:
+    raise FaceError("no face found")
+  strong = [d for d in faces if d["score"] >= min_face_score]
+  face = faces[0]  # the builders' choice: the highest score
+  if len(strong) > 1:
+    if not largest_face:
+      boxes = ", ".join(f"{tuple(round(v) for v in d['box'])} score "
+                        f"{d['score']:.2f}" for d in strong)
+      raise FaceError(f"{len(strong)} faces found ({boxes}); the model expects "
+                      "one. Pass --largest_face (largest_face=True) to use the "
+                      "largest, or crop the video.")
+    face = max(strong, key=lambda d: d["area"])
+  # As FaceAligner.landmarks -> eyes -> transform, on the chosen box.
+  shape = aligner._sp5(face["small"], face["rect"])  # pylint: disable=protected-access
+  pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64) / face["scale"]
+  return face_align.similarity_from_eyes(
+      *face_align.eye_centres(pts), eye_dist=aligner.eye_dist, eye_y=aligner.eye_y)
+
+
+def align_clip(frames: np.ndarray | Sequence[np.ndarray], size: int, *,
+               detect_frame: int = 0, largest_face: bool = False,
+               min_face_score: float = 0.5) -> np.ndarray:
+  """Aligns a raw clip as the TFDS builders do.
+
+  One transform from the face on `detect_frame` (the builders use the onset
+  frame), applied to every frame: re-detecting per frame would add jitter
+  larger than a micro-expression.
+
+  Args:
+    frames: uint8 `[N, H, W, 3]` RGB video frames.
+    size: output side (the training config's `input.size`).
+    detect_frame: index of the frame to detect the face on.
+    largest_face, min_face_score: see `face_transform`.
+
+  Returns:
+    uint8 `[N, size, size, 3]`.
+  """
+  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
+  m = face_transform(frames[detect_frame], largest_face=largest_face,
+                     min_face_score=min_face_score)
+  return np.stack(face_align.apply(frames, m, size))
