@@ -16,6 +16,7 @@ workdir layout:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -162,23 +163,25 @@ def make_eval_step(model):
 
 
 def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-  """A ('data', 'fsdp') mesh over all devices of all processes."""
+  """A ('folds', 'data', 'fsdp') mesh over all devices of all processes."""
   devices = jax.devices()
   if not devices:
     raise ValueError("JAX found no devices: check the jax install (CPU: pip "
                      "install jax) or JAX_PLATFORMS.")
-  fsdp = config.mesh.fsdp
-  if fsdp < 1 or len(devices) % fsdp:
-    raise ValueError(f"config.mesh.fsdp={fsdp} must divide the {len(devices)} devices")
-  data = len(devices) // fsdp if config.mesh.data in (-1, None) else config.mesh.data
-  if data * fsdp > len(devices):
-    raise ValueError(f"config.mesh data={data} x fsdp={fsdp} needs more than the "
-                     f"{len(devices)} devices that exist")
+  fsdp, folds = config.mesh.fsdp, config.mesh.folds
+  if fsdp < 1 or folds < 1 or len(devices) % (fsdp * folds):
+    raise ValueError(f"config.mesh fsdp={fsdp} x folds={folds} must divide the "
+                     f"{len(devices)} devices")
+  data = (len(devices) // (fsdp * folds) if config.mesh.data in (-1, None)
+          else config.mesh.data)
+  if data * fsdp * folds > len(devices):
+    raise ValueError(f"config.mesh folds={folds} x data={data} x fsdp={fsdp} needs "
+                     f"more than the {len(devices)} devices that exist")
   # Auto axis types: explicit sharding would reject the model's reshapes of
   # batch-sharded arrays.
-  return jax.make_mesh((data, fsdp), ("data", "fsdp"),
-                       axis_types=(jax.sharding.AxisType.Auto,) * 2,
-                       devices=devices[:data * fsdp])
+  return jax.make_mesh((folds, data, fsdp), ("folds", "data", "fsdp"),
+                       axis_types=(jax.sharding.AxisType.Auto,) * 3,
+                       devices=devices[:folds * data * fsdp])
 
 
 class Sharder:
@@ -193,8 +196,9 @@ class Sharder:
   def __init__(self, mesh: jax.sharding.Mesh, fsdp_min_size: int = 2 ** 14):
     self.mesh = mesh
     self.data = NamedSharding(mesh, P(("data", "fsdp")))
+    self.stacked_data = NamedSharding(mesh, P("folds", ("data", "fsdp")))
     self.replicated = NamedSharding(mesh, P())
-    self.size = mesh.size
+    self.size = mesh.shape["data"] * mesh.shape["fsdp"]
     self.fsdp = mesh.shape["fsdp"]
     self.fsdp_min_size = fsdp_min_size
 
@@ -212,19 +216,31 @@ class Sharder:
   def tree(self, tree):
     return jax.tree.map(self.leaf, tree)
 
+  def stacked(self, shardings):
+    """Shardings of fold-stacked trees: a leading axis on the 'folds' mesh axis."""
+    return jax.tree.map(
+        lambda sh: NamedSharding(self.mesh, P("folds", *sh.spec)), shardings)
+
   def check_batch_size(self, batch_size: int, what: str) -> None:
     if batch_size % self.size:
       raise ValueError(f"config.input.{what}={batch_size} is not divisible by "
                        f"the {self.size} devices of the mesh.")
 
-  def put_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
-    """Every process holds the same global batch; each feeds its own devices."""
+  def put_batch(self, batch: dict[str, np.ndarray],
+                stacked: bool = False) -> dict[str, jax.Array]:
+    """Every process holds the same global batch; each feeds its own devices.
+
+    `stacked`: arrays are `[K, B, ...]` (K folds); the batch axis is axis 1.
+    """
     n, pid = jax.process_count(), jax.process_index()
+    sharding = self.stacked_data if stacked else self.data
 
     def put(x):
-      local = x.shape[0] // n
-      return jax.make_array_from_process_local_data(
-          self.data, x[pid * local:(pid + 1) * local], x.shape)
+      if n == 1:
+        return jax.device_put(x, sharding)
+      local = x.shape[int(stacked)] // n
+      part = x[:, pid * local:(pid + 1) * local] if stacked else x[pid * local:(pid + 1) * local]
+      return jax.make_array_from_process_local_data(sharding, part, x.shape)
 
     return {k: put(v) for k, v in batch.items()}
 
@@ -290,10 +306,15 @@ class Fold:
   def result_path(self) -> str:
     return os.path.join(self.dir, "result.json")
 
-  def run(self, num_folds: int) -> dict[str, Any]:
+  def done(self) -> dict[str, Any] | None:
+    """The fold's result if it already finished (a resumed run skips it)."""
     if os.path.exists(self.result_path):
       with open(self.result_path) as f:
         return json.load(f)
+    return None
+
+  def prepare(self) -> "FoldRun":
+    """Fresh or restored state, checkpoint manager and writer of this fold."""
     config = self.config
     init_rng, step_rng = jax.random.split(self.rng)
     state = create_train_state(self.model, self.tx, config, init_rng,
@@ -331,40 +352,64 @@ class Fold:
       state = restored["state"]
       best = restored.get("best") if best is not None else None
       log.info("fold %s: resumed from step %d", self.subject, start)
+    return FoldRun(state=state, best=best, start=start, mngr=mngr,
+                   writer=metric_writer.SummaryWriter(self.tb_dir),
+                   step_rng=step_rng)
 
-    writer = metric_writer.SummaryWriter(self.tb_dir)
+  def batches(self, start: int):
+    return pipeline.train_dataset(
+        self.corpus, self.train_clips, self.config.input,
+        self.config.input.batch_size, seed=self.data_seed, start_step=start)
+
+  def after_step(self, run: "FoldRun", state, done: int) -> None:
+    """Selection and checkpointing after step `done` (1-based)."""
+    config = self.config
+    if run.best is not None and (done % config.protocol.eval_every == 0
+                                 or done == config.num_steps):
+      run.best = self._select(state, run.best, done, run.writer)
+    if done % config.checkpoint_every == 0 or done == config.num_steps:
+      items = {"state": ocp.args.StandardSave(state)}
+      if run.best is not None:
+        items["best"] = ocp.args.StandardSave(run.best)
+      run.mngr.save(done, args=ocp.args.Composite(**items))
+
+  def run(self, num_folds: int) -> dict[str, Any]:
+    """Trains (or resumes) and tests this fold alone."""
+    result = self.done()
+    if result is not None:
+      return result
+    config = self.config
+    run = self.prepare()
+    batches = self.batches(run.start)
+    state, pending = run.state, []
     schedule = make_schedule(config)
-    batches = pipeline.train_dataset(
-        self.corpus, self.train_clips, config.input, config.input.batch_size,
-        seed=self.data_seed, start_step=start)
-    pending = []
-    bar = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
+    bar = tqdm(range(run.start, config.num_steps), initial=run.start,
+               total=config.num_steps,
                desc=f"fold {self.index + 1}/{num_folds} {self.subject}",
                disable=not config.progress or jax.process_index() != 0,
                dynamic_ncols=True)
     for step in bar:
       batch = self.sharder.put_batch(next(batches))
-      state, metrics = self.train_step(state, batch, step_rng)
+      state, metrics = self.train_step(state, batch, run.step_rng)
       pending.append((step + 1, metrics))
       done = step + 1
       if done % config.log_every == 0 or done == config.num_steps:
-        last = self._flush(pending, writer, schedule)
+        last = self.log_metrics(
+            [(s, m) for (s, _), m in zip(pending, jax.device_get(
+                [m for _, m in pending]))], run.writer, schedule)
         pending = []
         bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
-      if best is not None and (done % config.protocol.eval_every == 0
-                               or done == config.num_steps):
-        best = self._select(state, best, done, writer)
-      if done % config.checkpoint_every == 0 or done == config.num_steps:
-        items = {"state": ocp.args.StandardSave(state)}
-        if best is not None:
-          items["best"] = ocp.args.StandardSave(best)
-        mngr.save(done, args=ocp.args.Composite(**items))
-    mngr.wait_until_finished()
-    mngr.close()
+      self.after_step(run, state, done)
+    return self.finish(run, state)
 
-    if best is not None:
-      params, batch_stats = best["params"], best["batch_stats"]
-      selected_step = int(best["step"])
+  def finish(self, run: "FoldRun", state) -> dict[str, Any]:
+    """Tests the selected model on the left-out subject; writes result.json."""
+    config = self.config
+    run.mngr.wait_until_finished()
+    run.mngr.close()
+    if run.best is not None:
+      params, batch_stats = run.best["params"], run.best["batch_stats"]
+      selected_step = int(run.best["step"])
     else:
       params, batch_stats, selected_step = state.params, state.batch_stats, config.num_steps
     probs = predict(self.eval_step, params, batch_stats, self.corpus,
@@ -372,8 +417,8 @@ class Fold:
     preds = probs.argmax(-1)
     labels = [c.label for c in self.test_clips]
     fold_scores = evaluation.scores(labels, preds, len(self.corpus.class_names))
-    writer.scalars(config.num_steps, {f"test/{k}": v for k, v in fold_scores.items()})
-    writer.close()
+    run.writer.scalars(config.num_steps, {f"test/{k}": v for k, v in fold_scores.items()})
+    run.writer.close()
     result = {
         "subject": self.subject, "selected_step": selected_step,
         "val_subjects": self.val_subjects, "n_train": len(self.train_clips),
@@ -385,17 +430,16 @@ class Fold:
       _write_json(self.result_path, result)
     return result
 
-  def _flush(self, pending, writer, schedule) -> dict[str, float]:
-    """Fetches logged metrics; stops on a non-finite loss, naming the step."""
-    host = jax.device_get([m for _, m in pending])
-    for (step, _), m in zip(pending, host):
+  def log_metrics(self, host_pending, writer, schedule) -> dict[str, float]:
+    """Logs fetched metrics `[(step, {name: value})]`; stops on a non-finite loss."""
+    for step, m in host_pending:
       if not np.isfinite(m["loss"]):
         raise FloatingPointError(
             f"Non-finite loss ({m['loss']}) at step {step} of fold "
             f"{self.index + 1} (test subject {self.subject}). Lower "
             "config.schedule.lr or check the input data; the last checkpoint "
             f"is in {self.dir}/checkpoints.")
-    step, last = pending[-1][0], host[-1]
+    step, last = host_pending[-1]
     writer.scalars(step, {**{f"train/{k}": float(v) for k, v in last.items()},
                           "train/lr": float(schedule(step - 1))})
     return {k: float(v) for k, v in last.items()}
@@ -414,6 +458,84 @@ class Fold:
               "score": jnp.asarray(s["uf1"], jnp.float32),
               "step": jnp.asarray(step, jnp.int32)}
     return best
+
+
+@dataclasses.dataclass
+class FoldRun:
+  """Mutable training context of one fold."""
+  state: Any
+  best: Any
+  start: int
+  mngr: Any
+  writer: Any
+  step_rng: jax.Array
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
+                   sharder: Sharder) -> list[dict[str, Any]]:
+  """Trains K folds at once: stacked states, one vmapped step per iteration.
+
+  Each fold keeps its own initialisation, data order, rng, checkpoints and
+  selection, so its result equals the fold trained alone (to float
+  tolerance). Folds resumed at different steps fall back to one by one.
+  """
+  todo = [f for f in folds if f.done() is None]
+  if len(todo) <= 1:
+    return [f.run(num_folds) for f in folds]
+  config = folds[0].config
+  runs = [f.prepare() for f in todo]
+  if len({r.start for r in runs}) > 1:
+    for r in runs:
+      r.mngr.close()
+      r.writer.close()
+    return [f.run(num_folds) for f in folds]
+  start = runs[0].start
+  stacked = jax.device_put(_stack([r.state for r in runs]),
+                           sharder.stacked(state_sharding))
+  for r in runs:
+    r.state = None  # the stacked copy is the live one
+  rngs = jnp.stack([r.step_rng for r in runs])
+  iters = [f.batches(start) for f in todo]
+  schedule = make_schedule(config)
+  pending = []
+  bar = tqdm(range(start, config.num_steps), initial=start, total=config.num_steps,
+             desc=f"folds {todo[0].index + 1}-{todo[-1].index + 1}/{num_folds} "
+                  f"({len(todo)} in parallel)",
+             disable=not config.progress or jax.process_index() != 0,
+             dynamic_ncols=True)
+
+  def fold_state(k):
+    return jax.device_put(jax.tree.map(lambda x: x[k], stacked), state_sharding)
+
+  for step in bar:
+    batch = sharder.put_batch(_stack_host([next(it) for it in iters]), stacked=True)
+    stacked, metrics = vstep(stacked, batch, rngs)
+    pending.append((step + 1, metrics))
+    done = step + 1
+    if done % config.log_every == 0 or done == config.num_steps:
+      host = jax.device_get([m for _, m in pending])
+      for k, (f, r) in enumerate(zip(todo, runs)):
+        last = f.log_metrics([(s, {n: v[k] for n, v in m.items()})
+                              for (s, _), m in zip(pending, host)],
+                             r.writer, schedule)
+      pending = []
+      bar.set_postfix(loss=f"{last['loss']:.3f}")
+    selecting = runs[0].best is not None and (
+        done % config.protocol.eval_every == 0 or done == config.num_steps)
+    if selecting or done % config.checkpoint_every == 0 or done == config.num_steps:
+      for k, (f, r) in enumerate(zip(todo, runs)):
+        f.after_step(r, fold_state(k), done)
+  results = {f.subject: f.finish(r, fold_state(k))
+             for k, (f, r) in enumerate(zip(todo, runs))}
+  return [results.get(f.subject) or f.done() for f in folds]
+
+
+def _stack_host(batches):
+  return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
 def hash_seed(seed: int, name: str) -> int:
@@ -508,14 +630,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise ValueError(f"config.init_from={config.init_from}: no parameter "
                        "matches the model (paths or shapes differ).")
 
+  fold_objs = [Fold(config=config, corpus=corpus, model=model, tx=tx,
+                    train_step=train_step, eval_step=eval_step, sharder=sharder,
+                    fold_index=i, test_subject=test_subject,
+                    train_subjects=train_subjects, workdir=workdir,
+                    init_params=init_params)
+               for i, (train_subjects, test_subject) in enumerate(folds)]
+  k = max(int(config.protocol.parallel_folds), 1)
   fold_results = []
-  for i, (train_subjects, test_subject) in enumerate(folds):
-    fold = Fold(config=config, corpus=corpus, model=model, tx=tx,
-                train_step=train_step, eval_step=eval_step, sharder=sharder,
-                fold_index=i, test_subject=test_subject,
-                train_subjects=train_subjects, workdir=workdir,
-                init_params=init_params)
-    fold_results.append(fold.run(len(folds)))
+  if k == 1:
+    for fold in fold_objs:
+      fold_results.append(fold.run(len(folds)))
+  else:
+    stacked_sharding = sharder.stacked(state_sharding)
+    vstep = jax.jit(jax.vmap(make_train_step(model, tx, aux_losses,
+                                             config.aux_loss.to_dict())),
+                    in_shardings=(stacked_sharding, sharder.stacked_data,
+                                  sharder.stacked(sharder.replicated)),
+                    out_shardings=(stacked_sharding, sharder.stacked(sharder.replicated)),
+                    donate_argnums=(0,))
+    for g in range(0, len(fold_objs), k):
+      fold_results.extend(run_fold_group(fold_objs[g:g + k], len(folds), vstep,
+                                         state_sharding, sharder))
 
   summary = evaluation.summarize_folds(fold_results, num_classes)
   results = {
