@@ -43,6 +43,14 @@ def write_frame(path: str, n: int, hw: int = FRAME_HW, grey: bool = False) -> No
   assert ok, path
 
 
+def truncate(path: str) -> None:
+  """Cuts a frame file in half (a truncated copy / interrupted unpacking)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+
+
 def write_xlsx(path: str, sheets: dict[str, Sequence[Sequence[Any]]]) -> None:
   import openpyxl  # pylint: disable=g-import-not-at-top
   wb = openpyxl.Workbook()
@@ -84,7 +92,9 @@ def make_casme2(root: str, cropped: bool = False) -> Expected:
   float; ApexFrame '/' (-> middle); an empty spreadsheet column; file name
   case (IMG5.JPG); natural order across digit counts (img99 < img100);
   a missing onset file (skip) and a missing clip folder (skip); emotions
-  outside the 5-class protocol (fear).
+  outside the 5-class protocol (fear). Defects that must be counted skips
+  (and errors under strict): onset > offset, an unknown emotion string
+  ('hapiness'), an empty clip folder, a truncated JPEG inside a clip.
   """
   frames_dir = os.path.join(root, "Cropped" if cropped else "CASME2_RAW_selected")
   prefix = "reg_img" if cropped else "img"
@@ -120,10 +130,21 @@ def make_casme2(root: str, cropped: bool = False) -> Expected:
        disk=range(2, 8))
   # Folder missing -> skipped ("missing folder").
   rows.append((5, "EP19_03", None, 1, 2, 3, "", "disgust"))
+  # onset > offset -> skipped, though the frames are on disk.
+  clip(3, "sub03", "EP07_01", 30, 28, 25, "surprise", None, "1", disk=range(20, 35))
+  # A typo in the emotion -> skipped ("unknown emotion"), not labelled -1.
+  clip(3, "sub03", "EP08_01", 5, 6, 7, "hapiness", None, "12")
+  # An empty clip folder (subject sub06 then has no clip: no split).
+  os.makedirs(os.path.join(frames_dir, "sub06", "EP01_01"))
+  rows.append((6, "EP01_01", None, 1, 2, 3, "", "disgust"))
+  # A truncated frame inside onset..offset -> skipped ("unreadable image").
+  clip(2, "sub02", "EP10_01", 60, 61, 63, "disgust", None, "4")
+  truncate(os.path.join(frames_dir, "sub02", "EP10_01", prefix + "62.jpg"))
   write_xlsx(os.path.join(root, "CASME2-coding-20140508.xlsx"), {"Sheet1": rows})
   return Expected(
       clips=clips, splits={"sub01": 2, "sub02": 2, "sub03": 1},
-      skips={"missing frames": 1, "missing folder": 1},
+      skips={"missing frames": 1, "missing folder": 1, "onset > offset": 1,
+             "unknown emotion": 1, "empty folder": 1, "unreadable image": 1},
       notes={"apex missing -> middle": 1})
 
 
@@ -132,7 +153,8 @@ def make_samm(root: str) -> Expected:
 
   Defects: header below 12 notes rows; Subject '006' text and 7 int;
   absolute frame numbers with zero padding; Apex -1 and blank (-> middle);
-  'Others' spelling; greyscale JPEGs; missing offset file (skip).
+  'Others' spelling; greyscale JPEGs; missing offset file (skip); a frame
+  that is not an image at all (skip; its subject 012 then has no split).
   """
   notes = [("SAMM Micro-Movement Dataset - FACS codes",)] + [
       (f"note line {i}", None, "coder remarks") for i in range(10)] + [()]
@@ -165,9 +187,12 @@ def make_samm(root: str) -> Expected:
        {"5class": -1, "3class": 0}, "1+4+15")
   clip(11, "011", "011_2_3", 200, 202, 205, "Surprise", None, "1+2",
        disk=range(195, 204))  # offset 205 not on disk
+  clip(12, "012", "012_1_1", 40, 41, 42, "Disgust", None, "9")
+  with open(os.path.join(root, "SAMM", "012", "012_1_1", "012_00041.jpg"), "wb") as f:
+    f.write(b"not a jpeg")
   write_xlsx(os.path.join(root, "SAMM_Micro_FACS_Codes_v2.xlsx"), {"FACS": rows})
   return Expected(clips=clips, splits={"s006": 2, "s007": 2},
-                  skips={"missing frames": 1},
+                  skips={"missing frames": 1, "unreadable image": 1},
                   notes={"apex missing -> middle": 2})
 
 
@@ -198,7 +223,7 @@ def make_smic(root: str, cameras: Sequence[str] = ("HS", "VIS")) -> Expected:
         f"smic/{subj}/{name}", nums, (len(nums) - 1) // 2, emo,
         {"3class": ("negative", "positive", "surprise").index(emo)})
   return Expected(clips=clips, splits={"s1": 2, "s2": 1, "s3": 1},
-                  skips={"fewer than 2 frames": 1},
+                  skips={"empty folder": 1},
                   notes={"apex = middle (SMIC has no apex)": 4})
 
 

@@ -9,6 +9,7 @@ at 24 px, except the dlib alignment test, which needs
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -92,6 +93,25 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert f"skipped {b.skips.total} clips" in text
     for reason in exp.skips:
       assert reason in text
+    # ... and written to build_report.json next to the records.
+    with open(os.path.join(b.data_dir, corpus.REPORT_FILE)) as f:
+      report = json.load(f)
+    assert report == json.loads(json.dumps(b.report))
+    assert report["dataset"] == f"{name}/{b.builder_config.name}"
+    assert {r: len(v) for r, v in report["skipped"].items()} == exp.skips
+    assert {r: len(v) for r, v in report["repaired"].items()} == exp.notes
+    assert all(e["clip"] for v in report["skipped"].values() for e in v)
+    assert report["per_split"] == exp.splits
+    per_class = {n: 0 for n in list(names) + ["-1"]}
+    for clip in exp.clips.values():
+      lab = clip.labels[protocol]
+      per_class[names[lab] if lab >= 0 else "-1"] += 1
+    assert report["per_class"] == per_class
+    assert report["samples_written"] == len(exp.clips)
+    # Every row read is written, skipped or excluded by protocol: none dropped.
+    assert report["rows_read"] == (
+        len(exp.clips) + report["skipped_total"]
+        + sum(len(v) for v in report["excluded"].values()))
 
     recs = read_all(b)
     assert set(recs) == set(exp.clips)
@@ -271,3 +291,140 @@ def test_dlib_alignment_astronaut_through_builder(tmp_path):
   left4, _ = aligner.eyes(out[4])
   scale = np.hypot(*m[0, :2]) * size
   assert abs((left[0] - left4[0]) - 12 * scale) < 2.5
+
+
+# ----------------------------------------------------------------------------
+# Defects: a counted skip, or under strict a clear error at the first one.
+
+
+def _mini_casme2(root, defect: str) -> None:
+  """One good clip (sub01) plus one clip (sub02) with `defect`."""
+  frames = os.path.join(root, "CASME2_RAW_selected")
+  for n in range(1, 6):
+    cf.write_frame(os.path.join(frames, "sub01", "EP01_01", f"img{n}.jpg"), n)
+  bad = os.path.join(frames, "sub02", "EP02_01")
+  row = [2, "EP02_01", 1, 2, 3, "4", "disgust"]
+  os.makedirs(bad)
+  if defect != "empty folder":
+    for n in range(1, 4):
+      cf.write_frame(os.path.join(bad, f"img{n}.jpg"), n)
+  if defect == "onset > offset":
+    row[2], row[4] = 3, 1
+  elif defect == "unknown emotion":
+    row[6] = "disgusted?"
+  elif defect == "missing frames":
+    os.remove(os.path.join(bad, "img2.jpg"))
+  elif defect == "unreadable image":   # truncated
+    cf.truncate(os.path.join(bad, "img3.jpg"))
+  elif defect == "not an image":
+    with open(os.path.join(bad, "img2.jpg"), "w") as f:
+      f.write("<html>404</html>")
+  elif defect == "bad annotation row":
+    row[2] = "?"
+  cf.write_xlsx(os.path.join(root, "CASME2-coding-20140508.xlsx"), {"Sheet1": [
+      ("Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame",
+       "Action Units", "Estimated Emotion"),
+      (1, "EP01_01", 1, 3, 5, "12", "happiness"), tuple(row)]})
+
+
+DEFECTS = ("onset > offset", "unknown emotion", "empty folder", "missing frames",
+           "unreadable image", "not an image", "bad annotation row")
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_defect_is_a_counted_skip_or_a_strict_error(defect, tmp_path):
+  reason = "unreadable image" if defect == "not an image" else defect
+  _mini_casme2(str(tmp_path / "m"), defect)
+  b = build("casme2", tmp_path / "m", tmp_path / "d", "5class")
+  assert b.skips.total == 1 and b.skips.count(reason) == 1, b.skips.summary()
+  assert list(b.info.splits) == ["sub01"]
+  assert b.report["skipped"][reason][0]["clip"] == "sub02/EP02_01"
+  # Strict: the same corpus stops with a message naming clip and reason,
+  # and leaves no (partial) dataset behind.
+  cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
+  sb = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "s"),
+                    file_format="array_record", strict=True)
+  with pytest.raises(corpus.CorpusDefectError) as e:
+    sb.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "m")))
+  assert "sub02/EP02_01" in str(e.value) and reason in str(e.value)
+  assert "--strict" in str(e.value)
+  assert not sb.is_prepared()
+
+
+def test_generation_streams_one_clip_at_a_time(corpora, monkeypatch):
+  """Frames are decoded lazily, clip by clip, while TFDS consumes a split."""
+  manual, _ = corpora["casme2"]
+  cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
+  b = tfds.builder("casme2", config=cfg, data_dir="/nonexistent",
+                   file_format="array_record")
+  reads = []
+  real = corpus.read_rgb
+  monkeypatch.setattr(corpus, "read_rgb", lambda p: reads.append(p) or real(p))
+
+  class DL:
+    _manual_dir = str(manual)
+
+  gens = b._split_generators(DL())   # pylint: disable=protected-access
+  assert not reads   # planning and checking decode nothing into memory
+  key, ex = next(iter(gens["sub01"]))
+  assert len(reads) == len(ex["frames"]) and key == "casme2/sub01/EP02_01f"
+
+
+def test_megc2019_composite_class_names_agree():
+  """The trainer pools smic + casme2 + samm 3class only if class_names match."""
+  names = []
+  for full in ("smic/3class_112", "casme2/3class_112", "samm/3class_112",
+               "smic/3class_224", "casme2/3class_224", "samm/3class_224",
+               "casme_sq/3class_112", "casme3/3class_112", "ck_plus/3class_112"):
+    b = tfds.builder(full, data_dir="/nonexistent", file_format="array_record")
+    names.append(tuple(b.info.metadata["class_names"]))
+  assert set(names) == {corpus.MEGC_3CLASS_NAMES}
+  assert corpus.MEGC_3CLASS_NAMES == ("negative", "positive", "surprise")
+
+
+# ----------------------------------------------------------------------------
+# scripts/build_dataset.py
+
+
+def _cli():
+  spec = importlib.util.spec_from_file_location(
+      "build_dataset", os.path.join(os.path.dirname(__file__), "..", "scripts",
+                                    "build_dataset.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.main
+
+
+def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
+  main = _cli()
+  manual, exp = corpora["casme2"]
+  data = str(tmp_path / "d")
+  # Missing manual_dir: exit 2, the layout, no traceback.
+  rc = main(["--dataset", "casme2", "--manual_dir", str(tmp_path / "nope"),
+             "--data_dir", data, "--config", "3class_112"])
+  err = capsys.readouterr().err
+  assert rc == 2 and "is not a directory" in err and "Traceback" not in err
+  assert "CASME2_RAW_selected" in err
+  # Strict: exit 1 at the first defect, one paragraph, no traceback.
+  rc = main(["--dataset", "casme2", "--manual_dir", str(manual), "--data_dir",
+             data, "--config", "3class_112", "--alignment", "none", "--strict"])
+  err = capsys.readouterr().err
+  assert rc == 1 and "sub04/EP12_01" in err and "missing frames" in err
+  assert "Traceback" not in err and "\n\n" not in err.strip()
+  # Lenient: exit 0, a summary of the skips, the report next to the records.
+  rc = main(["--dataset", "casme2", "--manual_dir", str(manual), "--data_dir",
+             data, "--config", "3class_112", "--alignment", "none"])
+  out = capsys.readouterr().out
+  assert rc == 0, out
+  assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
+  report = os.path.join(data, "casme2", "3class_112", "1.0.0", corpus.REPORT_FILE)
+  assert os.path.exists(report) and report in out
+  # The positional form still works (default config of a --dataset too).
+  rc = main(["casme2/5class_112", "--manual_dir", str(manual), "--data_dir",
+             data, "--alignment", "none"])
+  assert rc == 0 and "casme2/5class_112" in capsys.readouterr().out
+  # Unknown builder: exit 2.
+  rc = main(["--dataset", "casme9", "--data_dir", data])
+  assert rc == 2 and "Unknown dataset builder" in capsys.readouterr().err

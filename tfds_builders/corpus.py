@@ -11,7 +11,10 @@
 * `frames_between`: annotated onset/offset frame NUMBERS -> the clip's file
   list and INDICES into it.
 * `SkipLog`: counted, logged skips with a one-line summary at the end of a
-  build; nothing is dropped silently.
+  build; nothing is dropped silently. With `strict=True` the first defect
+  raises `CorpusDefectError` instead.
+* `build_report.json`: written next to the records after every build (rows
+  read, samples per class, every skipped / repaired / excluded row).
 * `MEGC_3CLASS` and `protocol_label`: label mapping tables.
 * `ClipPlan` / `CorpusConfig` / `CorpusBuilderMixin`: the plan -> examples
   machinery each builder plugs its own annotation reader into.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -38,6 +42,21 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 class ManualDirError(ValueError):
   """`manual_dir` is missing or does not hold the corpus in the expected layout."""
+
+
+class CorpusDefectError(ValueError):
+  """A strict build met a defect (bad row, missing/unreadable frame, ...)."""
+
+
+REPORT_FILE = "build_report.json"
+# Skip reasons shared by the builders (a builder may add its own).
+BAD_ROW = "bad annotation row"
+MISSING_FOLDER = "missing folder"
+EMPTY_FOLDER = "empty folder"
+MISSING_FRAMES = "missing frames"
+ONSET_AFTER_OFFSET = "onset > offset"
+UNKNOWN_EMOTION = "unknown emotion"
+UNREADABLE_IMAGE = "unreadable image"
 
 
 def manual_dir_error(corpus: str, problem: str, instructions: str) -> ManualDirError:
@@ -236,7 +255,15 @@ def list_frames(folder: str) -> list[str]:
 
 
 class FrameRangeError(ValueError):
-  """The annotated onset..offset frames are not all on disk."""
+  """The annotated onset..offset frames are not all on disk.
+
+  `reason` is the `SkipLog` reason: `EMPTY_FOLDER`, `ONSET_AFTER_OFFSET` or
+  `MISSING_FRAMES`.
+  """
+
+  def __init__(self, message: str, reason: str = MISSING_FRAMES):
+    super().__init__(message)
+    self.reason = reason
 
 
 def frames_between(files: Sequence[str], onset: int, offset: int,
@@ -247,13 +274,15 @@ def frames_between(files: Sequence[str], onset: int, offset: int,
   `max_missing` frames in between are (the corpora have dropped frames;
   a tolerant builder may accept a few).
   """
+  if offset < onset:
+    raise FrameRangeError(f"onset {onset} > offset {offset}", ONSET_AFTER_OFFSET)
+  if not files:
+    raise FrameRangeError("no image files in the clip folder", EMPTY_FOLDER)
   by_num: dict[int, str] = {}
   for f in files:
     n = frame_number(f)
     if n is not None:
       by_num.setdefault(n, f)
-  if offset < onset:
-    raise FrameRangeError(f"offset {offset} < onset {onset}")
   for what, n in (("onset", onset), ("offset", offset)):
     if n not in by_num:
       lo, hi = (min(by_num), max(by_num)) if by_num else (None, None)
@@ -275,13 +304,52 @@ def index_of(files: Sequence[str], number: int) -> int | None:
   return None
 
 
+class ImageReadError(IOError):
+  """A frame file is missing, empty, not an image, or truncated."""
+
+
 def read_rgb(path: str) -> np.ndarray:
-  """One frame as RGB uint8 `[H, W, 3]` (grey SAMM/SMIC frames become 3-channel)."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-  if bgr is None:
-    raise IOError(f"Cannot read image {path}")
-  return bgr[..., ::-1]
+  """One frame as RGB uint8 `[H, W, 3]` (grey SAMM/SMIC frames become 3-channel).
+
+  Decoded with Pillow rather than OpenCV: OpenCV returns a half-grey image
+  for a truncated JPEG (with only a libjpeg warning on stderr), Pillow
+  raises, so a cut-off file becomes a counted skip, not a silently bad clip.
+  Raises `ImageReadError`.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      im.load()
+      rgb = np.asarray(im.convert("RGB"))
+  except FileNotFoundError:
+    raise ImageReadError(f"{path}: file not found") from None
+  except (OSError, ValueError, SyntaxError) as e:   # PIL.UnidentifiedImageError is an OSError
+    raise ImageReadError(f"{path}: {e}") from None
+  if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+    raise ImageReadError(f"{path}: empty image of shape {rgb.shape}")
+  return rgb
+
+
+def check_image(path: str) -> None:
+  """Raises `ImageReadError` unless `path` decodes completely.
+
+  JPEGs are decoded at 1/8 scale (`draft`): libjpeg still reads the whole
+  entropy-coded stream, so truncation is caught at a fraction of the cost.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      if im.format == "JPEG":
+        im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+      im.load()
+      if im.width == 0 or im.height == 0:
+        raise ImageReadError(f"{path}: empty image")
+  except FileNotFoundError:
+    raise ImageReadError(f"{path}: file not found") from None
+  except (OSError, ValueError, SyntaxError) as e:
+    if isinstance(e, ImageReadError):
+      raise
+    raise ImageReadError(f"{path}: {e}") from None
 
 
 # ----------------------------------------------------------------------------
@@ -289,27 +357,55 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 class SkipLog:
-  """Counts skipped clips by reason; logs each one and a summary at the end.
+  """Counts skipped, repaired and excluded clips by reason; logs each one.
 
+  * `skip`: a defect; the clip is not written (under `strict`, raises
+    `CorpusDefectError` instead).
+  * `note`: a kept clip that needed a documented fix (apex missing -> middle).
+  * `exclude`: a row that is not in the protocol by design (CAS(ME)^2
+    macro-expressions); counted, not a defect.
   `summary()` reads e.g. "skipped 3 clips: 2 missing frames (sub04/EP12_01,
   sub05/EP01_02), 1 no face (sub07/EP03_01)".
   """
 
-  def __init__(self, corpus: str):
+  def __init__(self, corpus: str, strict: bool = False):
     self.corpus = corpus
+    self.strict = strict
     self.by_reason: dict[str, list[str]] = collections.OrderedDict()
     self.notes: dict[str, list[str]] = collections.OrderedDict()
+    self.excluded: dict[str, list[str]] = collections.OrderedDict()
+    # reason -> [{"clip": ..., "detail": ...}], for build_report.json.
+    self.details: dict[str, dict[str, list[dict[str, str]]]] = {
+        "skipped": {}, "repaired": {}, "excluded": {}}
+
+  def _record(self, kind: str, reason: str, clip: str, detail: str) -> None:
+    self.details[kind].setdefault(reason, []).append(
+        {"clip": clip, "detail": detail})
 
   def skip(self, reason: str, clip: str, detail: str = "") -> None:
+    if self.strict:
+      raise CorpusDefectError(
+          f"{self.corpus}: {clip}: {reason}{f' ({detail})' if detail else ''}. "
+          "Strict build stopped at the first defect: fix or remove that "
+          "entry, or build without --strict to skip it (skips are counted "
+          f"and listed in {REPORT_FILE}).")
     self.by_reason.setdefault(reason, []).append(clip)
+    self._record("skipped", reason, clip, detail)
     log.warning("%s: skipping %s: %s%s", self.corpus, clip, reason,
                 f" ({detail})" if detail else "")
 
   def note(self, what: str, clip: str, detail: str = "") -> None:
     """A kept clip that needed a documented fix (e.g. apex missing -> middle)."""
     self.notes.setdefault(what, []).append(clip)
+    self._record("repaired", what, clip, detail)
     log.info("%s: %s: %s%s", self.corpus, clip, what,
              f" ({detail})" if detail else "")
+
+  def exclude(self, why: str, clip: str, detail: str = "") -> None:
+    """A row outside the protocol by design (not a defect, not an error)."""
+    self.excluded.setdefault(why, []).append(clip)
+    self._record("excluded", why, clip, detail)
+    log.info("%s: excluding %s: %s", self.corpus, clip, why)
 
   @property
   def total(self) -> int:
@@ -335,6 +431,9 @@ class SkipLog:
       s += ": " + self._fmt(self.by_reason)
     if self.notes:
       s += "; kept with fixes: " + self._fmt(self.notes)
+    if self.excluded:
+      s += "; excluded by protocol: " + ", ".join(
+          f"{len(v)} {k}" for k, v in self.excluded.items())
     return s
 
 
@@ -396,6 +495,11 @@ class ClipPlan:
   @property
   def sample_id(self) -> str:
     return f"{self.subject}/{self.clip}"
+
+  @property
+  def where(self) -> str:
+    """`<subject>/<clip>` without the dataset, as the plan's skips name clips."""
+    return f"{self.subject.split('/', 1)[-1]}/{self.clip}"
 
   def __post_init__(self):
     if self.offset < 0:
@@ -466,20 +570,44 @@ def make_configs(protocols: Mapping[str, Any], sizes: Iterable[int] = (112, 224)
 
 
 class CorpusBuilderMixin:
-  """Shared `_info` / `_split_generators` / `_generate_examples`.
+  """Shared `_info` / `_split_generators` / `_generate_examples` and the report.
 
   A builder sets `CORPUS` (the `<dataset>` namespace), `TITLE`,
   `PROTOCOLS = {name: (class_names, mapping or None)}`,
-  `MANUAL_DOWNLOAD_INSTRUCTIONS`, and implements `_plan(manual_dir, skips)`
-  returning `ClipPlan`s with labels set for `self.builder_config.protocol`.
-  After a build, `self.skips` holds the `SkipLog`.
+  `MANUAL_DOWNLOAD_INSTRUCTIONS`, optionally `EMOTIONS` (every emotion string
+  the corpus uses, lower-case; default: the protocols' names and mapping
+  keys), and implements `_plan(manual_dir, skips)` returning `ClipPlan`s with
+  labels from `self.emotion_label`. After a build, `self.skips` holds the
+  `SkipLog` and `self.report` the content of `build_report.json`.
+
+  Constructor keywords (through `tfds.builder(name, strict=..., ...)`):
+    strict: stop with `CorpusDefectError` at the first defect instead of
+      skipping it. A keyword rather than a config field so that a strict and
+      a lenient build of one config write the same dataset.
+    alignment: overrides the config's alignment ('dlib', 'dlib_or_center',
+      'none'), e.g. 'none' for already-aligned frames or fast tests; the
+      value used is recorded in `info.metadata['alignment']`.
   """
 
   CORPUS = ""
   TITLE = ""
   PROTOCOLS: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]] = {}
+  EMOTIONS: frozenset[str] = frozenset()
   HOMEPAGE = ""
   CITATION = ""
+
+  def __init__(self, *args, strict: bool = False, alignment: str | None = None,
+               **kwargs):
+    if alignment not in (None, "dlib", "dlib_or_center", "none"):
+      raise ValueError(f"Unknown alignment {alignment!r}")
+    self.strict = bool(strict)
+    self._alignment = alignment
+    self.report: dict[str, Any] | None = None
+    super().__init__(*args, **kwargs)
+
+  @property
+  def alignment(self) -> str:
+    return self._alignment or self.builder_config.alignment
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
@@ -494,7 +622,7 @@ class CorpusBuilderMixin:
             "protocol": cfg.protocol,
             "corpus": self.CORPUS,
             "size": cfg.size,
-            "alignment": (face_align.ALIGN_VERSION if cfg.alignment != "none"
+            "alignment": (face_align.ALIGN_VERSION if self.alignment != "none"
                           else "none"),
             "variant": cfg.variant,
         }),
@@ -504,19 +632,57 @@ class CorpusBuilderMixin:
     names, mapping = self.PROTOCOLS[self.builder_config.protocol]
     return protocol_label(emotion, names, mapping)
 
+  def known_emotions(self) -> frozenset[str]:
+    if self.EMOTIONS:
+      return frozenset(e.lower() for e in self.EMOTIONS)
+    known = set()
+    for names, mapping in self.PROTOCOLS.values():
+      known.update(n.lower() for n in names)
+      known.update(k.lower() for k in (mapping or {}))
+    return frozenset(known)
+
+  def emotion_label(self, emotion: str, where: str, skips: SkipLog) -> int | None:
+    """The label of a KNOWN emotion string (-1 if outside the protocol).
+
+    An unknown string (a typo, a blank cell) is a defect: skipped and
+    counted (or raised under strict), never silently labelled -1.
+    """
+    if emotion.strip().lower() not in self.known_emotions():
+      skips.skip(UNKNOWN_EMOTION, where, repr(emotion))
+      return None
+    return self.label_for(emotion)
+
+  # --------------------------------------------------------------------------
+
+  def download_and_prepare(self, *args, **kwargs):
+    # TFDS writes into an `incomplete.*` folder and renames it at the end;
+    # the report is written after that, into the final versioned data dir.
+    super().download_and_prepare(*args, **kwargs)
+    if self.report is not None:
+      path = os.path.join(self.data_dir, REPORT_FILE)
+      with open(path, "w") as f:
+        json.dump(self.report, f, indent=1)
+      log.warning("%s: report in %s", self.CORPUS, path)
+
   def _split_generators(self, dl_manager):
     # `dl_manager.manual_dir` raises a bare AssertionError when the folder is
     # missing or empty; read the path and raise our own message instead.
     manual = require_manual_dir(getattr(dl_manager, "_manual_dir", None),
                                 self.TITLE, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    self.skips = SkipLog(self.CORPUS)
+    self.report = None
+    self.skips = SkipLog(self.CORPUS, strict=self.strict)
     plans = self._plan(manual, self.skips)
+    # Every annotation row / clip folder the plan looked at.
+    self._rows_read = (len(plans) + self.skips.total
+                       + sum(len(v) for v in self.skips.excluded.values()))
+    self._manual = manual
+    plans = self._check_frames(plans)
     plans = self._align(plans)
     by_subject: dict[str, list[ClipPlan]] = collections.OrderedDict()
     seen = set()
     for p in plans:
       if p.sample_id in seen:
-        self.skips.skip("duplicate sample_id", p.sample_id)
+        self.skips.skip("duplicate sample_id", p.where)
         continue
       seen.add(p.sample_id)
       by_subject.setdefault(p.subject, []).append(p)
@@ -532,49 +698,118 @@ class CorpusBuilderMixin:
         raise ValueError(f"Subjects {names[n]!r} and {subj!r} share split {n!r}")
       names[n] = subj
     self._splits_left = len(by_subject)
+    self._written: collections.Counter = collections.Counter()
+    self._per_split: dict[str, int] = {}
     return {common.split_name(s): self._generate_examples(ps)
             for s, ps in sorted(by_subject.items(), key=lambda kv: natural_key(kv[0]))}
 
   def _split_done(self) -> None:
-    # Repeat the summary once the last split is written, so it ends the build log.
+    # Repeat the summary once the last split is written, so it ends the build
+    # log, and assemble the report.
     self._splits_left -= 1
     if self._splits_left == 0:
       log.warning("%s (build done)", self.skips.summary())
+      self.report = self._make_report()
+
+  def _make_report(self) -> dict[str, Any]:
+    cfg = self.builder_config
+    names, _ = self.PROTOCOLS[cfg.protocol]
+    per_class = {n: self._written.get(i, 0) for i, n in enumerate(names)}
+    per_class["-1"] = self._written.get(-1, 0)
+    return {
+        "dataset": f"{self.name}/{cfg.name}",
+        "version": str(self.version),
+        "manual_dir": self._manual,
+        "strict": self.strict,
+        "alignment": self.alignment,
+        "class_names": list(names),
+        "rows_read": self._rows_read,
+        "samples_written": sum(self._written.values()),
+        "per_class": per_class,
+        "per_split": dict(sorted(self._per_split.items())),
+        "skipped_total": self.skips.total,
+        "skipped": self.skips.details["skipped"],
+        "repaired": self.skips.details["repaired"],
+        "excluded": self.skips.details["excluded"],
+        "summary": self.skips.summary(),
+    }
+
+  def _check_frames(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+    """Skips clips with an unreadable or truncated frame, before any split is made.
+
+    Checked up front because TFDS cannot write a split that ends up empty
+    (a subject whose every clip fails while being written).
+    """
+    kept = []
+    for p in tfds.core.utils.tqdm(plans, desc=f"{self.CORPUS}: checking frames",
+                                  unit=" clips", leave=False):
+      try:
+        for path in p.files:
+          check_image(path)
+      except ImageReadError as e:
+        self.skips.skip(UNREADABLE_IMAGE, p.where, str(e))
+        continue
+      kept.append(p)
+    return kept
 
   def _align(self, plans: list[ClipPlan]) -> list[ClipPlan]:
     """Computes each clip's transform on its onset frame (skips faceless clips)."""
-    cfg = self.builder_config
-    if cfg.alignment == "none":
+    if self.alignment == "none":
       return plans
     from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
     aligner = face_align.FaceAligner()
     kept = []
-    for p in plans:
-      m = aligner.transform(read_rgb(p.files[p.onset]))
+    for p in tfds.core.utils.tqdm(plans, desc=f"{self.CORPUS}: face detection",
+                                  unit=" clips", leave=False):
+      try:
+        onset = read_rgb(p.files[p.onset])
+      except ImageReadError as e:
+        self.skips.skip(UNREADABLE_IMAGE, p.where, str(e))
+        continue
+      m = aligner.transform(onset)
       if m is None:
-        if cfg.alignment == "dlib_or_center":
-          self.skips.note("no face, centre crop", p.sample_id)
+        if self.alignment == "dlib_or_center":
+          self.skips.note("no face, centre crop", p.where)
           m = face_align.CENTER
         else:
-          self.skips.skip("no face", p.sample_id, p.files[p.onset])
+          self.skips.skip("no face", p.where, p.files[p.onset])
           continue
       p.matrix = m
       kept.append(p)
     return kept
 
-  def _generate_examples(self, plans: Sequence[ClipPlan]) -> Iterator[tuple[str, dict]]:
+  def _encode_clip(self, p: ClipPlan) -> list[bytes] | None:
+    """The clip's frames as PNG crops, or None (skipped) if one is unreadable.
+
+    Frames were checked before the splits were made; a failure here means a
+    file changed during the build.
+    """
     from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
     size = self.builder_config.size
-    for p in plans:
-      # Frame by frame: a SAMM clip is up to ~100 frames of 2040x1088.
-      encoded = []
-      for path in p.files:
+    encoded = []
+    # Frame by frame, one clip at a time: a SAMM clip is up to ~100 frames of
+    # 2040x1088, so only the clip's PNG crops are ever held.
+    for path in p.files:
+      try:
         frame = read_rgb(path)
-        if p.matrix is None:
-          out = face_align.resize(frame, size)
-        else:
-          (out,) = face_align.apply([frame], p.matrix, size)
-        encoded.append(common.encode_png(out))
+      except ImageReadError as e:
+        self.skips.skip(UNREADABLE_IMAGE, p.where, str(e))
+        return None
+      if p.matrix is None:
+        out = face_align.resize(frame, size)
+      else:
+        (out,) = face_align.apply([frame], p.matrix, size)
+      encoded.append(common.encode_png(out))
+    return encoded
+
+  def _generate_examples(self, plans: Sequence[ClipPlan]) -> Iterator[tuple[str, dict]]:
+    n = 0
+    for p in plans:
+      encoded = self._encode_clip(p)
+      if encoded is None:
+        continue
+      n += 1
+      self._written[p.label] += 1
       yield p.sample_id, {
           "frames": encoded,
           "label": p.label,
@@ -587,8 +822,9 @@ class CorpusBuilderMixin:
           "action_units": p.action_units,
           "fps": p.fps,
       }
+    if plans:
+      self._per_split[common.split_name(plans[0].subject)] = n
     self._split_done()
-
 
 
 def require_path(found: str | None, corpus: str, what: str, where: str,

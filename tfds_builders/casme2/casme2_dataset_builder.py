@@ -107,15 +107,18 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       try:
         files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
       except corpus.FrameRangeError as e:
-        skips.skip("missing frames", where, str(e))
+        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
       apex_cell = r.get("apexframe")
       o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
       if guessed:
         skips.note("apex missing -> middle", where, f"ApexFrame={apex_cell!r}")
       emotion = corpus.cell_str(r.get("estimatedemotion"))
+      label = self.emotion_label(emotion, where, skips)
+      if label is None:
+        continue
       plans.append(corpus.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=corpus.cell_str(r.get("actionunits")),
-          label=self.label_for(emotion), onset=o, apex=a, offset=f, fps=FPS))
+          label=label, onset=o, apex=a, offset=f, fps=FPS))
     return plans

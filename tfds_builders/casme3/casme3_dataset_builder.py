@@ -106,7 +106,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         files = corpus.frames_between(corpus.list_frames(folder), onset, offset,
                                       max_missing=MAX_MISSING)
       except corpus.FrameRangeError as e:
-        skips.skip("missing frames", where, str(e))
+        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
       if len(files) != offset - onset + 1:
         skips.note("dropped frames tolerated", where,
@@ -116,8 +116,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if guessed:
         skips.note("apex missing -> middle", where, f"Apex={apex_cell!r}")
       emotion = corpus.cell_str(r.get("emotion"))
+      label = self.emotion_label(emotion, where, skips)
+      if label is None:
+        continue
       plans.append(corpus.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=f"{name}_{onset}", files=files,
           emotion=emotion, action_units=corpus.cell_str(r.get("au") or r.get("actionunits")),
-          label=self.label_for(emotion), onset=o, apex=a, offset=f, fps=FPS))
+          label=label, onset=o, apex=a, offset=f, fps=FPS))
     return plans

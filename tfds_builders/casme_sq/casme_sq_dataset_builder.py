@@ -108,7 +108,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if corpus.cell_int(part) is None and onset is None:
         continue   # a header row, if a copy has one
       if "micro" not in corpus.cell_str(etype).lower():
-        continue   # macro-expressions are not in the micro protocol
+        # Macro-expressions are not in the micro protocol: counted, not a defect.
+        skips.exclude(f"{corpus.cell_str(etype) or 'no type'} (not micro)",
+                      f"row {i} {corpus.cell_str(name)}")
+        continue
       name = corpus.cell_str(name)
       num = subj_of.get(corpus.cell_int(part))
       subj = f"s{num:02d}" if num is not None else None
@@ -137,7 +140,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       try:
         files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
       except corpus.FrameRangeError as e:
-        skips.skip("missing frames", where, str(e))
+        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
       o, a, f, guessed = corpus.clip_indices(apex, files)
       if guessed:
@@ -147,8 +150,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       seen[f"{subj}/{name}"] = seen.get(f"{subj}/{name}", 0) + 1
       clip = name if seen[f"{subj}/{name}"] == 1 else f"{name}_{onset}"
       emotion = corpus.cell_str(emotion)
+      label = self.emotion_label(emotion, where, skips)
+      if label is None:
+        continue
       plans.append(corpus.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
-          action_units=corpus.cell_str(aus), label=self.label_for(emotion),
+          action_units=corpus.cell_str(aus), label=label,
           onset=o, apex=a, offset=f, fps=FPS))
     return plans

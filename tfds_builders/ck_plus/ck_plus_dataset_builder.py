@@ -107,6 +107,9 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         if emo_file is None:
           skips.skip("no emotion label", where)
           continue
+        if not files:
+          skips.skip(corpus.EMPTY_FOLDER, where, folder)
+          continue
         if len(files) < 2:
           skips.skip("fewer than 2 frames", where)
           continue
@@ -116,7 +119,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           skips.skip("bad emotion file", where, emo_file)
           continue
         if code not in CODES:
-          skips.skip("bad emotion file", where, f"code {code}")
+          skips.skip(corpus.UNKNOWN_EMOTION, where, f"code {code} in {emo_file}")
           continue
         facs = (corpus.find_file_glob(os.path.join(facs_root, subj, seq),
                                       r".*_facs\.txt") if facs_root else None)

@@ -89,16 +89,19 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
             continue
           where = f"{subj}/{clip}"
           files = corpus.list_frames(folder)
+          if not files:
+            skips.skip(corpus.EMPTY_FOLDER, where, folder)
+            continue
           if len(files) < 2:
             skips.skip("fewer than 2 frames", where, folder)
             continue
-          if emo_dir.lower() not in EMOTIONS:
-            skips.skip("unknown emotion folder", where, emo_dir)
+          label = self.emotion_label(emo_dir, where, skips)
+          if label is None:
             continue
           skips.note("apex = middle (SMIC has no apex)", where)
           plans.append(corpus.ClipPlan(
               subject=f"{CORPUS}/{subj}", clip=clip, files=files,
-              emotion=emo_dir, action_units="", label=self.label_for(emo_dir),
+              emotion=emo_dir, action_units="", label=label,
               onset=0, apex=(len(files) - 1) // 2, offset=len(files) - 1,
               fps=FPS.get(camera.upper(), 0.0)))
     if not subjects:
