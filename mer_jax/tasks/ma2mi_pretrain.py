@@ -1,0 +1,409 @@
+"""MA2MI pretraining (`config.task = "ma2mi_pretrain"`): future frames from macro clips.
+
+`run(config, workdir)` trains `mer_jax.models.ma2mi.Model` (MIACNet's two
+branches + a predictor/decoder) without labels on pairs from macro-expression
+clips, then writes the branches' parameters where `config.init_from` reads
+them:
+
+  <workdir>/pretrained/          orbax {"params": {"position_branch": ...,
+                                                   "action_branch": ...}}
+  <workdir>/loss_curve.png       + loss_history.json
+  <workdir>/tensorboard/pretrain/ losses, lr, images: I[t] | true I[t+k+m] |
+                                 predicted | true change | predicted change
+
+Sampling (`config.pretrain`, gaps in milliseconds, converted with each clip's
+fps so a 200 fps corpus and a 30 fps one see the same time scale):
+  k ~ U{1..round(max_gap_ms * fps / 1000)}   (<= ~160 ms: micro-like motion)
+  m ~ U{1..round(future_gap_ms * fps / 1000)}
+  t uniform such that t + k + m is in the clip; with `within_expression`,
+  also t in [onset - k, offset] so most pairs contain facial action.
+Inputs: position branch <- I[t], action branch <- I[t+k] - I[t]; target
+I[t+k+m]. One random horizontal flip per sample, applied to all three frames.
+
+Losses (weights in `config.pretrain`):
+  pixel: normalised MSE of the predicted change,
+    sum((pred - (I[t+k+m] - I[t]))^2) / sum((I[t+k+m] - I[t])^2);
+    1.0 = predicting "no change", so the curve reads as a fraction of the
+    motion energy still unexplained.
+  latent (optional, `latent_weight` > 0): mean (over cells and channels)
+    squared difference between the LayerNorm-ed predicted latent and the
+    LayerNorm-ed features of an EMA copy of the action branch applied to
+    I[t+k+m] - I[t] (stop-gradient; momentum `ema_momentum`; the EMA branch
+    uses the online branch's BatchNorm in training mode). ~2 = uncorrelated.
+    The pixel term stays on as the anchor against collapse.
+
+Data (`config.pretrain.source`):
+  "synthetic_macro": macro variants of the `synthetic_me` clips rendered here
+    with `tfds_builders/synthetic_me/synth.py`'s faces and AU fields: 1-2 AU
+    patterns mixed per clip, amplitude 5-10 px at 112 px (micro: 1.5-3),
+    0.5-1.0 s at 30 fps (micro: 0.3-0.5 s), from an rng stream disjoint from
+    the micro corpus' streams. No labels are used. Caveat: same faces and the
+    same AU displacement patterns as the micro corpus, so transfer on the
+    synthetic corpus is an optimistic stand-in for real macro -> micro.
+  "tfds": the clips of `config.input.datasets` (e.g. ck_plus/7class_112),
+    frames decoded on demand; labels ignored.
+
+Not resumable (a pretraining run is short); rerunning overwrites the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Callable, Iterator
+
+import cv2
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from mer_jax import metric_writer
+from mer_jax import models
+from mer_jax.data import pipeline
+from mer_jax.data import sources
+
+log = logging.getLogger(__name__)
+
+BRANCHES = ("position_branch", "action_branch")
+
+DEFAULTS = {
+    "source": "synthetic_macro",  # synthetic_macro | tfds
+    "num_clips": 200,  # synthetic_macro only
+    "data_seed": 0,
+    "max_gap_ms": 160.0,
+    "future_gap_ms": 100.0,
+    "within_expression": True,
+    "flip": True,
+    "pixel_weight": 1.0,
+    "latent_weight": 0.0,
+    "ema_momentum": 0.99,
+    "image_every": 200,
+    "num_images": 4,
+}
+
+
+def pretrain_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`config.pretrain` over `DEFAULTS`; unknown keys are an error."""
+  given = config.pretrain.to_dict()
+  unknown = sorted(set(given) - set(DEFAULTS))
+  if unknown:
+    raise ValueError(f"Unknown config.pretrain key(s) {unknown}; known: "
+                     f"{sorted(DEFAULTS)}")
+  return {**DEFAULTS, **given}
+
+
+# ----------------------------------------------------------------------------
+# Macro clips.
+
+
+class MacroClip:
+  """A clip: `num_frames`, `onset`, `offset`, `fps` and `frame(i)` -> uint8 HWC."""
+
+  def __init__(self, get_frame: Callable[[int], np.ndarray], num_frames: int,
+               onset: int, offset: int, fps: float):
+    self.frame = get_frame
+    self.num_frames = num_frames
+    self.onset = onset
+    self.offset = offset
+    self.fps = fps
+
+
+def render_synthetic_macro(seed: int, index: int,
+                           size: int) -> tuple[np.ndarray, int, int]:
+  """One macro clip on a `synthetic_me` face: `(frames [T, size, size, 3], onset, offset)`."""
+  from tfds_builders.synthetic_me import synth  # pylint: disable=g-import-not-at-top
+  subject = index % len(synth.SUBJECTS)
+  # Stream 7919 is never used by the micro corpus ([seed, s, c(, 1)]).
+  rng = np.random.default_rng([seed, 7919, index])
+  dur = int(rng.integers(15, 31))  # 0.5-1.0 s at 30 fps
+  t_len = dur + int(rng.integers(8, 21))  # >= 2 neutral frames each side
+  onset = int(rng.integers(2, t_len - dur - 1))
+  apex = onset + int(np.clip(round(dur * rng.uniform(0.35, 0.6)), 1, dur - 1))
+  plan = synth.ClipPlan(subject, index, 0, t_len, onset, apex, onset + dur)
+  face, lm0 = synth.subject_face(subject)
+  n = synth.INTERNAL_SIZE
+  m = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), rng.uniform(-5, 5),
+                              rng.uniform(0.93, 1.07))
+  m[:, 2] += rng.uniform(-4.0, 4.0, 2)
+  base = cv2.warpAffine(face, m, (n, n), flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REFLECT_101)
+  lm = {k: m[:, :2] @ p + m[:, 2] for k, p in lm0.items()}
+  classes = rng.choice(len(synth.CLASS_NAMES), size=int(rng.integers(1, 3)),
+                       replace=False)
+  field = sum(rng.uniform(0.5, 1.0) * synth.au_field(int(c), lm, rng)
+              for c in classes)
+  field = field / np.linalg.norm(field, axis=-1).max() * rng.uniform(5.0, 10.0)
+  env = synth.envelope(plan)
+  drift = rng.uniform(0.0, 1.5) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)),
+                                            np.sin(a)])
+  jitter = (np.linspace(0, 1, t_len)[:, None] * drift
+            + rng.normal(0.0, 0.1, (t_len, 2))).astype(np.float32)
+  flicker = 1.0 + rng.normal(0.0, 0.005, t_len)
+  noise_sigma = rng.uniform(1.0, 2.5)
+  ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)
+  frames = np.empty((t_len, size, size, 3), np.uint8)
+  for t in range(t_len):
+    f = cv2.remap(base, xs - env[t] * field[..., 0] - jitter[t, 0],
+                  ys - env[t] * field[..., 1] - jitter[t, 1], cv2.INTER_LINEAR,
+                  borderMode=cv2.BORDER_REFLECT_101)
+    f = f * flicker[t] + noise_sigma * rng.standard_normal(f.shape, np.float32)
+    f = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    if size != n:
+      f = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+    frames[t] = f
+  return frames, onset, onset + dur
+
+
+def load_clips(config: ml_collections.ConfigDict,
+               settings: dict[str, Any]) -> list[MacroClip]:
+  """The macro clips named by `settings["source"]`."""
+  size = config.input.size
+  if settings["source"] == "synthetic_macro":
+    from tfds_builders.synthetic_me import synth  # pylint: disable=g-import-not-at-top
+    clips = []
+    for i in range(settings["num_clips"]):
+      frames, onset, offset = render_synthetic_macro(settings["data_seed"], i, size)
+      clips.append(MacroClip(frames.__getitem__, len(frames), onset, offset,
+                             synth.FPS))
+    return clips
+  if settings["source"] == "tfds":
+    corpus = sources.load_corpus(list(config.input.datasets),
+                                 config.input.data_dir or None,
+                                 auto_build=config.input.auto_build,
+                                 show_progress=config.progress)
+    clips = []
+    for c in corpus.clips:
+      rec = corpus.record(c)
+      encoded = rec["frames"]
+      get = (lambda enc: lambda i: pipeline.resize_clip(
+          sources.decode_frame(enc[i])[None], size)[0])(encoded)
+      clips.append(MacroClip(get, len(encoded), int(rec["onset"]),
+                             int(rec["offset"]), float(rec.get("fps", 30.0))))
+    return clips
+  raise ValueError(f"config.pretrain.source={settings['source']!r}: "
+                   "synthetic_macro | tfds")
+
+
+def sample_triplet(clip: MacroClip, rng: np.random.Generator,
+                   settings: dict[str, Any]) -> tuple[int, int, int]:
+  """Frame indices `(t, t + k, t + k + m)` inside the clip (see module doc)."""
+  n = clip.num_frames
+  k_max = max(1, int(round(settings["max_gap_ms"] * clip.fps / 1000.0)))
+  m_max = max(1, int(round(settings["future_gap_ms"] * clip.fps / 1000.0)))
+  k = int(rng.integers(1, k_max + 1))
+  m = int(rng.integers(1, m_max + 1))
+  if k + m > n - 1:  # a very short clip: shrink the gaps
+    k, m = max(1, (n - 1) // 2), max(1, (n - 1) - max(1, (n - 1) // 2))
+  hi = n - 1 - k - m
+  lo = 0
+  if settings["within_expression"]:
+    lo = min(max(0, clip.onset - k), hi)
+    hi = max(lo, min(hi, clip.offset))
+  t = int(rng.integers(lo, hi + 1))
+  return t, t + k, min(t + k + m, n - 1)
+
+
+def batches(clips: list[MacroClip], config: ml_collections.ConfigDict,
+            settings: dict[str, Any], seed: int) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite `{"frame_t", "frame_tk", "frame_future"}` float32 `[B, H, W, C]` batches."""
+  rng = np.random.default_rng(seed)
+  mean, std = np.float32(config.input.mean), np.float32(config.input.std)
+  bsz = config.input.batch_size
+  while True:
+    out = {"frame_t": [], "frame_tk": [], "frame_future": []}
+    for _ in range(bsz):
+      clip = clips[int(rng.integers(len(clips)))]
+      idx = sample_triplet(clip, rng, settings)
+      x = np.stack([clip.frame(i) for i in idx])  # [3, H, W, 3] uint8
+      if config.input.channels == 1:
+        x = pipeline.to_grey(x)
+      if settings["flip"] and rng.random() < 0.5:
+        x = x[:, :, ::-1]
+      x = (x.astype(np.float32) / 255.0 - mean) / std
+      for key, f in zip(out, x):
+        out[key].append(f)
+    yield {k: np.stack(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------
+# Training.
+
+
+@flax.struct.dataclass
+class PretrainState:
+  step: jnp.ndarray
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_action: Any  # EMA copy of params["action_branch"] (latent target)
+
+
+def _layer_norm(x, eps=1e-6):
+  x = x.astype(jnp.float32)
+  mu = x.mean(-1, keepdims=True)
+  return (x - mu) * jax.lax.rsqrt(x.var(-1, keepdims=True) + eps)
+
+
+def make_train_step(model, tx, settings: dict[str, Any]):
+  """`step(state, batch, rng) -> (state, metrics, prediction residual)`."""
+  target_branch = model.action_branch_module(name=None)
+  w_pix, w_lat = settings["pixel_weight"], settings["latent_weight"]
+  momentum = settings["ema_momentum"]
+
+  def train_step(state: PretrainState, batch, rng):
+    del rng  # the model has no dropout; kept for a uniform signature
+    diff = batch["frame_tk"] - batch["frame_t"]
+    change = batch["frame_future"] - batch["frame_t"]
+
+    def loss_fn(params):
+      (residual, aux), new_vars = model.apply(
+          {"params": params, "batch_stats": state.batch_stats},
+          batch["frame_t"], diff, train=True, mutable=["batch_stats"])
+      pixel = jnp.sum((residual - change)**2) / (jnp.sum(change**2) + 1e-6)
+      terms = {"pixel": pixel}
+      if w_lat:
+        (target, _), _ = target_branch.apply(
+            {"params": state.ema_action,
+             "batch_stats": state.batch_stats["action_branch"]},
+            change, train=True, mutable=["batch_stats"])
+        target = jax.lax.stop_gradient(target)
+        # Mean over channels too: 0 = exact, ~2 = uncorrelated, any width.
+        terms["latent"] = jnp.mean(
+            (_layer_norm(aux["latent"]) - _layer_norm(target))**2)
+      loss = w_pix * pixel + w_lat * terms.get("latent", 0.0)
+      return loss, (terms, new_vars["batch_stats"], residual)
+
+    (loss, (terms, batch_stats, residual)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = jax.tree.map(lambda e, p: momentum * e + (1 - momentum) * p,
+                       state.ema_action, params["action_branch"])
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+               **{f"loss_{k}": v for k, v in terms.items()}}
+    new = state.replace(step=state.step + 1, params=params,
+                        batch_stats=batch_stats, opt_state=opt_state,
+                        ema_action=ema)
+    return new, metrics, residual
+
+  return train_step
+
+
+def _to_uint8(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+  x = (np.asarray(x, np.float32) * std + mean) * 255.0
+  x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+  return np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
+
+
+def image_grid(batch: dict[str, np.ndarray], residual: np.ndarray,
+               config: ml_collections.ConfigDict, n: int) -> np.ndarray:
+  """uint8 `[n*H, 5*W, 3]`: I[t] | true future | predicted | true change | predicted change.
+
+  Changes are shown at a common gain (mid grey = no change), per row.
+  """
+  mean, std = config.input.mean, config.input.std
+  rows = []
+  for i in range(min(n, len(residual))):
+    t, fut = batch["frame_t"][i], batch["frame_future"][i]
+    change, pred = fut - t, np.asarray(residual[i])
+    gain = 0.5 / max(float(np.abs(change).max()), 1e-6)
+    show = lambda d: np.clip(np.rint((0.5 + gain * d) * 255), 0, 255).astype(np.uint8)
+    ch = lambda d: np.repeat(show(d), 3, -1) if d.shape[-1] == 1 else show(d)
+    rows.append(np.concatenate([
+        _to_uint8(t, mean, std), _to_uint8(fut, mean, std),
+        _to_uint8(t + pred, mean, std), ch(change), ch(pred)], axis=1))
+  return np.concatenate(rows, axis=0)
+
+
+def plot_losses(history: list[dict[str, float]], path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  steps = [h["step"] for h in history]
+  for key in sorted(k for k in history[0] if k.startswith("loss")):
+    ax.plot(steps, [h[key] for h in history], label=key)
+  ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss (pixel: 1 = predicting no change)")
+  ax.set_title("MA2MI pretraining")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_branches(params: Any, path: str) -> None:
+  """Writes `{"params": {branch: ...}}` for `config.init_from`."""
+  tree = {"params": {b: jax.device_get(params[b]) for b in BRANCHES}}
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(os.path.abspath(path), tree, force=True)
+  ckptr.wait_until_finished()
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Pretrains and saves the branches; returns the final metrics."""
+  settings = pretrain_settings(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  t0 = time.time()
+  clips = load_clips(config, settings)
+  log.info("MA2MI pretraining on %d %s clips (%.0fs to load)", len(clips),
+           settings["source"], time.time() - t0)
+
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  model = models.get_module(config.model_name).Model(**config.model.to_dict())
+  tx = train.make_optimizer(config)
+  schedule = train.make_schedule(config)
+  rng = jax.random.PRNGKey(config.seed)
+  shape = (1, config.input.size, config.input.size, config.input.channels)
+  variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
+                         train=False)
+  params = variables["params"]
+  state = PretrainState(step=jnp.zeros((), jnp.int32), params=params,
+                        batch_stats=variables["batch_stats"],
+                        opt_state=tx.init(params),
+                        ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
+  step_fn = jax.jit(make_train_step(model, tx, settings), donate_argnums=(0,))
+  writer = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "pretrain"))
+  data = batches(clips, config, settings, seed=config.seed)
+  history, pending = [], []
+  for step in range(config.num_steps):
+    batch = next(data)
+    state, metrics, residual = step_fn(state, batch, rng)
+    pending.append(metrics)
+    done = step + 1
+    if done % config.log_every == 0 or done == config.num_steps:
+      host = jax.device_get(pending)
+      pending = []
+      avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+      if not np.isfinite(avg["loss"]):
+        raise FloatingPointError(f"Non-finite MA2MI loss at step {done}; lower "
+                                 "config.schedule.lr.")
+      history.append({"step": done, **avg})
+      writer.scalars(done, {**{f"pretrain/{k}": v for k, v in avg.items()},
+                            "pretrain/lr": float(schedule(step))})
+      log.info("MA2MI step %d/%d: %s", done, config.num_steps,
+               " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+    if (settings["image_every"] and done % settings["image_every"] == 0) or \
+        done == config.num_steps:
+      writer.image(done, "pretrain/t_future_pred_change_predchange",
+                   image_grid(batch, jax.device_get(residual), config,
+                              settings["num_images"]))
+  writer.close()
+  save_branches(state.params, os.path.join(workdir, "pretrained"))
+  with open(os.path.join(workdir, "loss_history.json"), "w") as f:
+    json.dump(history, f, indent=1)
+  if history:
+    plot_losses(history, os.path.join(workdir, "loss_curve.png"))
+  result = {"history": history, "seconds": time.time() - t0,
+            "pretrained": os.path.join(workdir, "pretrained")}
+  log.info("MA2MI done in %.0fs; branches saved to %s", result["seconds"],
+           result["pretrained"])
+  return result

@@ -1,0 +1,199 @@
+"""MIACNet and MA2MI pretraining: shapes, onset-only position branch, pretraining
+loss, transfer through an orbax checkpoint, gradient flow (tiny variants)."""
+
+import os
+import sys
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import ma2mi_synthetic  # noqa: E402
+from configs import miacnet_synthetic  # noqa: E402
+from mer_jax import checkpoints  # noqa: E402
+from mer_jax import train  # noqa: E402
+from mer_jax.models import ma2mi  # noqa: E402
+from mer_jax.models import miacnet  # noqa: E402
+from mer_jax.tasks import ma2mi_pretrain  # noqa: E402
+
+
+def _tiny_model(**overrides):
+  cfg = miacnet_synthetic.get_config("tiny")
+  kw = {**cfg.model.to_dict(), **overrides}
+  return miacnet.Model(num_classes=5, **kw), cfg
+
+
+def _frames(seed=0, b=2, t=4, s=32):
+  return jax.random.normal(jax.random.PRNGKey(seed), (b, t, s, s, 3)) * 0.3
+
+
+@pytest.fixture(scope="module")
+def tiny_miacnet():
+  model, cfg = _tiny_model()
+  # Jitted throughout: eager (op-by-op) flax on CPU is many times slower.
+  init = jax.jit(lambda x: model.init({"params": jax.random.PRNGKey(0),
+                                       "dropout": jax.random.PRNGKey(1)}, x,
+                                      train=False))
+  return model, cfg, init(_frames())
+
+
+def test_branch_shapes(tiny_miacnet):
+  model, cfg, variables = tiny_miacnet
+  logits, aux = jax.jit(lambda v, x: model.apply(v, x, train=False))(
+      variables, _frames())
+  g = miacnet.action_grid(cfg.input.size, cfg.model.strides)
+  d = cfg.model.widths[-1]
+  assert logits.shape == (2, 5)
+  assert aux["action"].shape == (2, g, g, d)
+  assert aux["position"].shape == (2, g, g, d)
+  assert {"position_branch", "action_branch", "head"} <= set(variables["params"])
+  # The paper's grid: 112 px -> 14 x 14 (MMNet-style widths), shapes only.
+  big = miacnet.Model(num_classes=5, stem_width=8, widths=(8, 16, 32),
+                      strides=(1, 2, 2), position_depth=1)
+  out = jax.eval_shape(
+      lambda: big.init_with_output({"params": jax.random.PRNGKey(0)},
+                                   jnp.zeros((1, 3, 112, 112, 3)), train=False))
+  assert out[0][1]["action"].shape == (1, 14, 14, 32)
+  assert out[0][1]["position"].shape == (1, 14, 14, 32)
+
+
+@pytest.mark.parametrize("options", [
+    {"fusion": "gated"}, {"position_input": "resize"}, {"apex": "motion"},
+    {"use_position": False}])
+def test_model_options_shapes(options):
+  model, _ = _tiny_model(**options)
+  (logits, aux), variables = jax.eval_shape(  # traced only: no compile
+      lambda x: model.init_with_output({"params": jax.random.PRNGKey(0)}, x,
+                                       train=False), _frames())
+  assert logits.shape == (2, 5)
+  assert aux["position"].shape == aux["action"].shape
+  assert ("fusion_gate" in variables["params"]) == (options.get("fusion") == "gated")
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_position_branch_sees_only_onset(tiny_miacnet, train_mode):
+  model, _, variables = tiny_miacnet
+  x = _frames(1)
+  y = x.at[:, 1:].set(_frames(2)[:, 1:] * 3.0)  # every frame but the onset
+  rngs = {"dropout": jax.random.PRNGKey(3)}
+  mutable = ["batch_stats"] if train_mode else False
+
+  @jax.jit
+  def features(frames):
+    out = model.apply(variables, frames, train=train_mode, rngs=rngs, mutable=mutable)
+    return (out[0] if train_mode else out)[1]
+
+  fx, fy = features(x), features(y)
+  np.testing.assert_array_equal(np.asarray(fx["position"]), np.asarray(fy["position"]))
+  assert not np.allclose(np.asarray(fx["action"]), np.asarray(fy["action"]))
+
+
+def test_onset_apex_selection():
+  f = jnp.zeros((2, 6, 4, 4, 1))
+  f = f.at[0, 2].set(1.0).at[1, 4].set(1.0)  # the expression peaks here
+  f = f + jnp.linspace(0, 0.5, 6)[None, :, None, None, None]  # linear drift
+  select = jax.jit(miacnet.select_onset_apex,
+                   static_argnames=("apex", "apex_topk", "onset_jitter"))
+  on, ap = select(f, apex="detrended", apex_topk=1, onset_jitter=0, rng=None)
+  assert on.tolist() == [0, 0] and ap.tolist() == [2, 4]
+  on, ap = select(f, apex="detrended", apex_topk=2, onset_jitter=1,
+                  rng=jax.random.PRNGKey(0))
+  assert all(0 <= o < a for o, a in zip(on.tolist(), ap.tolist()))
+  _, ap = select(f, apex="middle", apex_topk=1, onset_jitter=0, rng=None)
+  assert ap.tolist() == [3, 3]
+
+
+def test_gradient_flow_to_both_branches(tiny_miacnet):
+  model, _, variables = tiny_miacnet
+  x, labels = _frames(4), jnp.array([0, 3])
+
+  def loss_fn(params):
+    (logits, aux), _ = model.apply(
+        {**variables, "params": params}, x, train=True,
+        rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return ce + sum(miacnet.aux_losses(aux, {}, orth_weight=0.1).values())
+
+  grads = jax.jit(jax.grad(loss_fn))(variables["params"])
+  for branch in ("position_branch", "action_branch", "head"):
+    norm = float(optax.tree.norm(grads[branch]))
+    assert np.isfinite(norm) and norm > 0, branch
+  flat = flax.traverse_util.flatten_dict(grads["position_branch"], sep="/")
+  dead = [k for k, v in flat.items() if not np.any(np.asarray(v))]
+  assert not dead, dead
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(tmp_path_factory):
+  config = ma2mi_synthetic.get_config("tiny")
+  config.num_steps = 4
+  config.log_every = 2
+  config.pretrain.latent_weight = 0.5  # the EMA latent path, end to end
+  workdir = str(tmp_path_factory.mktemp("ma2mi"))
+  result = ma2mi_pretrain.run(config, workdir)
+  return config, workdir, result
+
+
+def test_pretrain_outputs(pretrain_run):
+  _, workdir, result = pretrain_run
+  assert [h["step"] for h in result["history"]] == [2, 4]
+  assert all(np.isfinite(h["loss_latent"]) for h in result["history"])
+  for name in ("loss_curve.png", "loss_history.json", "pretrained"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.listdir(os.path.join(workdir, "tensorboard", "pretrain"))
+
+
+def test_pretrain_loss_decreases(pretrain_run):
+  """Same shapes as the run above (its compiled step is reused from the cache)."""
+  config, _, _ = pretrain_run
+  settings = ma2mi_pretrain.pretrain_settings(config)
+  settings["latent_weight"] = 0.0
+  clips = ma2mi_pretrain.load_clips(config, settings)
+  batch = next(ma2mi_pretrain.batches(clips, config, settings, seed=0))
+  model = ma2mi.Model(**config.model.to_dict())
+  config.schedule.name = "constant"
+  tx = train.make_optimizer(config)
+  shape = (1, config.input.size, config.input.size, 3)
+  v = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros(shape),
+                 jnp.zeros(shape), train=False)
+  state = ma2mi_pretrain.PretrainState(
+      step=jnp.zeros((), jnp.int32), params=v["params"],
+      batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]),
+      ema_action=v["params"]["action_branch"])
+  step = jax.jit(ma2mi_pretrain.make_train_step(model, tx, settings))
+  losses = []
+  for _ in range(25):  # one fixed batch: the loss must go down
+    state, metrics, _ = step(state, batch, jax.random.PRNGKey(0))
+    losses.append(float(metrics["loss_pixel"]))
+  assert losses[0] == pytest.approx(1.0, abs=1e-3)  # zero-init decoder: "no change"
+  assert np.mean(losses[-5:]) < 0.9 * losses[0], losses
+
+
+def test_partial_restore_from_pretraining(pretrain_run, tiny_miacnet):
+  _, workdir, _ = pretrain_run
+  model, cfg, variables = tiny_miacnet
+  loaded = checkpoints.load_params(os.path.join(workdir, "pretrained"))
+  assert set(loaded) == {"position_branch", "action_branch"}
+  merged, used, new = checkpoints.merge_params(variables["params"], loaded)
+  n_branch = sum(len(flax.traverse_util.flatten_dict(variables["params"][b]))
+                 for b in ("position_branch", "action_branch"))
+  assert len(used) == n_branch
+  assert all(k.startswith(("position_branch/", "action_branch/")) for k in used)
+  assert sorted(new) == ["head/bias", "head/kernel"]
+  np.testing.assert_array_equal(
+      merged["position_branch"]["pos_embed"], loaded["position_branch"]["pos_embed"])
+  # The trainer's path (config.init_from): branches loaded, head fresh.
+  cfg.input.num_frames = 4
+  state = train.create_train_state(model, train.make_optimizer(cfg), cfg,
+                                   jax.random.PRNGKey(0), init_params=loaded)
+  np.testing.assert_array_equal(
+      np.asarray(state.params["action_branch"]["stem_conv"]["kernel"]),
+      loaded["action_branch"]["stem_conv"]["kernel"])
+  np.testing.assert_array_equal(np.asarray(state.params["head"]["kernel"]),
+                                np.asarray(variables["params"]["head"]["kernel"]))
