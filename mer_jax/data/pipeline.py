@@ -21,6 +21,7 @@ import grain
 import ml_collections
 import numpy as np
 
+from mer_jax.data import dynamic_image  # noqa: F401  (registers the "dynamic_image" target)
 from mer_jax.data import sampling
 from mer_jax.data import sources
 from mer_jax.data import targets as targets_lib

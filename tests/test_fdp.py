@@ -1,0 +1,220 @@
+"""Tests for the paper-architecture FDP model (`mer_jax.models.fdp`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mer_jax.models import fdp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small enough for a forward + backward in a few seconds on a 2-core CPU.
+TINY = dict(patch=4, widths=(8, 12), depths=(1, 1), global_blocks=(1, 1),
+            sr_ratios=(2, 1), head_dim=4, mlp_ratio=2.0, drop_path=0.1,
+            rank_dim=8, rank_hidden=8, head_width=8, decoder_widths=(8, 4))
+
+
+def _init(model, shape, seed=0):
+  x = jnp.zeros(shape, jnp.float32)
+  rng = jax.random.PRNGKey(seed)
+  # jit: an eager init compiles every op on its own (slow on CPU).
+  return jax.jit(lambda r, x: model.init({"params": r, "dropout": r}, x,
+                                         train=False))(rng, x)
+
+
+def _batch(b=4, t=5, size=16, c=1, seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+      "frames": jnp.asarray(rng.normal(size=(b, t, size, size, c)), jnp.float32),
+      "label": jnp.asarray(rng.integers(0, 3, size=b), jnp.int32),
+      "mask": jnp.ones((b,), jnp.float32),
+      "dynamic_image": jnp.asarray(rng.uniform(size=(b, size, size)), jnp.float32),
+  }
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """The TINY model and its variables for `_batch()` shapes (one compile)."""
+  model = fdp.Model(num_classes=3, **TINY)
+  return model, _init(model, _batch()["frames"].shape)
+
+
+@pytest.mark.parametrize("t,size,c", [(5, 16, 1), (8, 24, 3), (3, 32, 1)])
+def test_output_shapes(t, size, c):
+  model = fdp.Model(num_classes=3, **TINY)
+  x = jax.ShapeDtypeStruct((2, t, size, size, c), jnp.float32)
+  variables = jax.eval_shape(
+      lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False), x)
+  (logits, aux), _ = jax.eval_shape(
+      lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
+                               rngs={"dropout": jax.random.PRNGKey(1)}),
+      variables, x)
+  assert logits.shape == (2, 3)
+  assert aux["rank_scores"].shape == (2, t)
+  assert aux["rank_weights"].shape == (2, t)
+  assert aux["dynamic_image"].shape == (2, size, size)
+  assert aux["dynamic_representation"].shape[0] == 2
+
+
+def test_forward_values(tiny):
+  model, variables = tiny
+  batch = _batch()
+  logits, aux = jax.jit(lambda x: model.apply(variables, x, train=False))(
+      batch["frames"])
+  assert np.all(np.isfinite(np.asarray(logits)))
+  np.testing.assert_allclose(aux["rank_weights"].sum(1), 1.0, rtol=1e-5)
+  di = np.asarray(aux["dynamic_image"])
+  assert di.min() >= 0.0 and di.max() <= 1.0
+  # Motion input: without the appearance stream a static image added to
+  # every frame changes nothing.
+  static = jnp.asarray(np.random.default_rng(5).normal(size=(1, 1, 16, 16, 1)),
+                       jnp.float32)
+  logits2, _ = jax.jit(lambda x: model.apply(variables, x, train=False))(
+      batch["frames"] + static)
+  np.testing.assert_allclose(logits, logits2, atol=1e-4)
+
+
+def test_full_size_default_model_eval_shape():
+  model = fdp.Model(num_classes=5)
+  x = jax.ShapeDtypeStruct((2, 8, 112, 112, 3), jnp.float32)
+  variables = jax.eval_shape(
+      lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False), x)
+  (logits, aux) = jax.eval_shape(
+      lambda v, x: model.apply(v, x, train=False), variables, x)
+  assert logits.shape == (2, 5)
+  assert aux["rank_scores"].shape == (2, 8)
+  assert aux["dynamic_image"].shape == (2, 112, 112)
+  n = sum(p.size for p in jax.tree.leaves(variables["params"]))
+  assert 1e6 < n < 2e7, n
+  assert "batch_stats" in variables
+
+
+def test_bad_config_raises():
+  model = fdp.Model(num_classes=3, **{**TINY, "depths": (1,)})
+  with pytest.raises(ValueError, match="depths"):
+    _init(model, (1, 4, 16, 16, 1))
+  model = fdp.Model(num_classes=3, **{**TINY, "patch": 5})
+  with pytest.raises(ValueError, match="patch"):
+    _init(model, (1, 4, 16, 16, 1))
+
+
+def test_ranking_loss_prefers_chronological_scores():
+  t = 6
+  up = jnp.arange(t, dtype=jnp.float32)[None]  # rises every frame
+  down = up[:, ::-1]
+  for window in ("clip", "to_peak"):
+    l_up = fdp.ranking_loss(up, margin=0.5, window=window)
+    l_down = fdp.ranking_loss(down, margin=0.5, window=window)
+    assert float(l_up[0]) == 0.0, window
+    assert float(l_down[0]) > 1.0, window
+  # to_peak: rise to the apex then fall costs nothing; clip penalises the fall.
+  rise_fall = jnp.array([[0.0, 1.0, 2.0, 3.0, 2.0, 1.0]])
+  assert float(fdp.ranking_loss(rise_fall, 0.5, "to_peak")[0]) == 0.0
+  assert float(fdp.ranking_loss(rise_fall, 0.5, "clip")[0]) > 0.0
+  # A flat clip is penalised by the margin.
+  flat = jnp.zeros((1, t))
+  np.testing.assert_allclose(fdp.ranking_loss(flat, 0.5, "clip"), [0.5])
+  with pytest.raises(ValueError, match="rank_window"):
+    fdp.ranking_loss(up, 0.5, "bogus")
+
+
+def test_aux_losses_masked():
+  b, t, s = 4, 5, 8
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.uniform(size=(b, s, s)), jnp.float32)
+  pred = target.at[2:].set(1.0 - target[2:])  # clips 2, 3 are badly wrong
+  scores = jnp.tile(jnp.arange(t, dtype=jnp.float32), (b, 1))
+  scores = scores.at[2:].set(-scores[2:])  # and badly ranked
+  aux = {"dynamic_image": pred, "rank_scores": scores}
+  batch = {"dynamic_image": target, "mask": jnp.array([1.0, 1.0, 0.0, 0.0])}
+  out = fdp.aux_losses(aux, batch, di_weight=3.0, rank_weight=2.0,
+                       rank_margin=0.5, rank_window="clip")
+  assert float(out["dynamic_image_mse"]) == pytest.approx(0.0, abs=1e-7)
+  assert float(out["rank"]) == pytest.approx(0.0, abs=1e-7)
+  batch["mask"] = jnp.array([0.0, 0.0, 1.0, 0.0])
+  out = fdp.aux_losses(aux, batch, di_weight=3.0, rank_weight=2.0,
+                       rank_margin=0.5, rank_window="clip")
+  mse = float(jnp.mean(jnp.square(pred[2] - target[2])))
+  assert float(out["dynamic_image_mse"]) == pytest.approx(3.0 * mse, rel=1e-5)
+  assert float(out["rank"]) == pytest.approx(2.0 * 1.5, rel=1e-5)
+  # Zero weights drop the terms; a missing target is a clear error.
+  assert fdp.aux_losses(aux, batch, di_weight=0.0, rank_weight=0.0) == {}
+  with pytest.raises(ValueError, match="dynamic_image"):
+    fdp.aux_losses(aux, {"mask": batch["mask"]}, di_weight=1.0)
+
+
+def test_gradients_reach_rank_scorer_and_decoder_and_train(tiny):
+  model, variables = tiny
+  batch = _batch()
+
+  def loss(params, batch_stats, weight_ce):
+    (logits, aux), new = model.apply(
+        {"params": params, "batch_stats": batch_stats}, batch["frames"],
+        train=True, rngs={"dropout": jax.random.PRNGKey(1)},
+        mutable=["batch_stats"])
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    terms = fdp.aux_losses(aux, batch, di_weight=1.0, rank_weight=1.0,
+                           rank_window="clip")
+    return weight_ce * ce.mean() + sum(terms.values()), new["batch_stats"]
+
+  grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+  params, stats = variables["params"], variables["batch_stats"]
+  norm = lambda tree: float(optax.tree.norm(tree))
+  (_, _), grads = grad(params, stats, 1.0)
+  assert norm(grads["rank_fc1"]) > 0 and norm(grads["rank_fc2"]) > 0
+  assert norm(grads["dyimg_net"]) > 0
+  assert norm(grads["frame_rep"]) > 0
+  # The auxiliary losses alone train the shared path through the pooling.
+  (_, _), grads = grad(params, stats, 0.0)
+  assert norm(grads["rank_proj"]) > 0 and norm(grads["rank_fc2"]) > 0
+  assert norm(grads["head_fc2"]) == 0.0
+  # A few Adam steps on the fixed batch lower the loss (same compiled grad).
+  tx = optax.adam(3e-3)
+
+  @jax.jit
+  def update(params, opt, grads):  # jit: eager optax compiles op by op
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt
+
+  opt = tx.init(params)
+  losses = []
+  for _ in range(4):
+    (value, stats), grads = grad(params, stats, 1.0)
+    losses.append(float(value))
+    params, opt = update(params, opt, grads)
+  assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("name,arg", [
+    ("fdp_synthetic", None), ("fdp_synthetic", "tiny"), ("fdp_samm", None),
+    ("fdp_casme2", "3class"), ("fdp_casme_sq", "4class"), ("fdp_casme3", None),
+    ("fdp_composite", None)])
+def test_configs_instantiate(name, arg):
+  sys.path.insert(0, ROOT)
+  import importlib  # pylint: disable=g-import-not-at-top
+  from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from mer_jax import models  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  config_lib.validate(config)
+  assert "dynamic_image" in config.input.targets
+  model = models.get_model(config.model_name, 3, **config.model.to_dict())
+  i = config.input
+  x = jax.ShapeDtypeStruct((2, i.num_frames, i.size, i.size, i.channels),
+                           jnp.float32)
+  variables = jax.eval_shape(
+      lambda x: model.init({"params": jax.random.PRNGKey(0)}, x, train=False), x)
+  logits, aux = jax.eval_shape(lambda v, x: model.apply(v, x, train=False),
+                               variables, x)
+  assert logits.shape == (2, 3)
+  assert aux["dynamic_image"].shape == (2, i.size, i.size)
+  batch = {"dynamic_image": jnp.zeros((2, i.size, i.size)), "mask": jnp.ones(2)}
+  terms = jax.eval_shape(lambda a: fdp.aux_losses(a, batch, **config.aux_loss),
+                         aux)
+  assert set(terms) <= {"dynamic_image_mse", "rank"}
