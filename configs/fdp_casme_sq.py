@@ -19,58 +19,10 @@ the aux-loss weights are those that worked on the synthetic corpus.
 `tiny` shrinks the model (for tests; still names the real corpus).
 """
 
-from mer_jax import config_lib
+from configs import common
 
 
 def get_config(arg=None):
-  c = config_lib.base_config()
-  # Protocol: 3class, 4class (builder configs `<protocol>_112`).
-  if arg not in (None, "tiny", "3class", "4class"):
-    raise ValueError(f"Unknown config arg {arg!r}: tiny, 3class, 4class")
-  protocol = arg if arg in ("3class", "4class") else "3class"
-  c.input.datasets = (f"casme_sq/{protocol}_112",)
-  c.input.num_frames = 8
-  c.input.size = 64
-  c.input.channels = 1
-  c.input.targets = ("dynamic_image",)
-  c.input.batch_size = 32
-  c.model_name = "fdp"
-  c.model.patch = 4
-  c.model.widths = (64, 128, 256)
-  c.model.depths = (2, 2, 4)
-  c.model.global_blocks = (1, 1, 1)
-  c.model.sr_ratios = (4, 2, 1)
-  c.model.head_dim = 16
-  c.model.mlp_ratio = 3.0
-  c.model.drop_path = 0.1
-  c.model.rank_dim = 128
-  c.model.rank_hidden = 64
-  c.model.head_width = 128
-  c.model.head_pool = 2
-  c.model.dropout = 0.3
-  c.model.decoder_widths = (64, 32, 16)
-  c.aux_loss.di_weight = 1.0
-  c.aux_loss.rank_weight = 0.1
-  c.aux_loss.rank_margin = 0.1
-  c.aux_loss.rank_window = "to_peak"
-  c.optimizer.kwargs.weight_decay = 1e-3
-  c.schedule.lr = 1e-3
-  c.schedule.warmup_steps = 50
-  c.num_steps = 500
-  if arg == "tiny":
-    c.input.batch_size = 8
-    c.input.eval_batch_size = 8
-    c.model.widths = (8, 8)
-    c.model.depths = (1, 1)
-    c.model.global_blocks = (0, 1)
-    c.model.sr_ratios = (2, 1)
-    c.model.head_dim = 4
-    c.model.rank_dim = 8
-    c.model.rank_hidden = 8
-    c.model.head_width = 8
-    c.model.decoder_widths = (8, 4)
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 3
-    c.progress = False
-  return c
+  protocol = common.protocol_arg(arg, ("3class", "4class"))
+  return common.fdp_real_corpus((f"casme_sq/{protocol}_112",), num_steps=500,
+                                tiny=arg == "tiny")

@@ -20,6 +20,7 @@ within fold noise (1 clip = 0.033), so the default is kept as chosen a priori.
 `tiny` shrinks everything (synthetic_me/tiny, 32 px, few steps) for tests.
 """
 
+from configs import common
 from mer_jax import config_lib
 
 
@@ -53,20 +54,5 @@ def get_config(arg=None):
   if arg == "tiny":
     c.input.datasets = ("synthetic_me/tiny",)
     c.input.size = 32
-    c.input.batch_size = 8
-    c.input.eval_batch_size = 8
-    c.model.widths = (8, 8)
-    c.model.depths = (1, 1)
-    c.model.global_blocks = (0, 1)
-    c.model.sr_ratios = (2, 1)
-    c.model.head_dim = 4
-    c.model.rank_dim = 8
-    c.model.rank_hidden = 8
-    c.model.head_width = 8
-    c.model.decoder_widths = (8, 4)
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 3
-    c.protocol.eval_every = 3
-    c.progress = False
+    common.fdp_tiny(c)
   return c
