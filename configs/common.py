@@ -9,11 +9,18 @@ import ml_collections
 from mer_jax import config_lib
 
 
-def protocol_arg(arg: str | None, protocols: Sequence[str]) -> str:
-  """The protocol named by the config arg (`file.py:3class`); the first by default."""
-  if arg not in (None, "tiny", *protocols):
-    raise ValueError(f"Unknown config arg {arg!r}: tiny, {', '.join(protocols)}")
-  return arg if arg in protocols else protocols[0]
+def parse_arg(arg: str | None, protocols: Sequence[str]) -> tuple[str, bool]:
+  """`(protocol, tiny)` from a config arg such as `3class`, `tiny` or `3class,tiny`.
+
+  The protocol defaults to the first of `protocols`.
+  """
+  parts = [p for p in (arg or "").split(",") if p]
+  unknown = [p for p in parts if p not in ("tiny", *protocols)]
+  if unknown:
+    raise ValueError(f"Unknown config arg {unknown}: use tiny, "
+                     f"{', '.join(protocols)} (comma-separated)")
+  named = [p for p in parts if p in protocols]
+  return (named[-1] if named else protocols[0]), "tiny" in parts
 
 
 def fdp_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -25,6 +25,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  protocol = common.protocol_arg(arg, ("7class", "4class", "3class"))
+  protocol, tiny = common.parse_arg(arg, ("7class", "4class", "3class"))
   return common.fdp_real_corpus((f"casme3/{protocol}_112",), num_steps=500,
-                                tiny=arg == "tiny")
+                                tiny=tiny)

@@ -23,6 +23,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  protocol = common.protocol_arg(arg, ("3class", "4class"))
+  protocol, tiny = common.parse_arg(arg, ("3class", "4class"))
   return common.fdp_real_corpus((f"casme_sq/{protocol}_112",), num_steps=500,
-                                tiny=arg == "tiny")
+                                tiny=tiny)

@@ -22,7 +22,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  if arg not in (None, "tiny"):
-    raise ValueError(f"Unknown config arg {arg!r}: tiny")
+  _, tiny = common.parse_arg(arg, ("3class",))
   return common.fdp_real_corpus(("smic/3class_112", "casme2/3class_112", "samm/3class_112"),
-                                num_steps=800, tiny=arg == "tiny")
+                                num_steps=800, tiny=tiny)

@@ -18,17 +18,18 @@ import tensorflow_datasets as tfds
 sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from tfds_builders import casme2, samm, smic  # noqa: F401  (register)
+from tfds_builders import casme2, casme3, casme_sq, samm, smic  # noqa: F401  (register)
 from tfds_builders import corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEGC2019 = ("smic/3class_112", "casme2/3class_112", "samm/3class_112")
-MAKERS = {"casme2": cf.make_casme2, "samm": cf.make_samm, "smic": cf.make_smic}
+MAKERS = {"casme2": cf.make_casme2, "samm": cf.make_samm, "smic": cf.make_smic,
+          "casme_sq": cf.make_casme_sq, "casme3": cf.make_casme3}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-  """data_dir holding the fixture casme2, samm and smic `3class_112` builds."""
+  """data_dir holding every fixture micro corpus' `3class_112` build."""
   data_dir = str(tmp_path_factory.mktemp("tfds_corpora"))
   for name, make in MAKERS.items():
     manual = str(tmp_path_factory.mktemp(name))
@@ -74,12 +75,34 @@ def _check(results, workdir, class_names, subject):
   assert os.path.exists(os.path.join(workdir, "predictions.csv"))
 
 
-@pytest.mark.parametrize("dataset,fold", [("casme2/3class_112", "casme2/sub02"),
-                                          ("samm/3class_112", "samm/006")])
-def test_train_on_one_built_corpus(built, tmp_path, dataset, fold):
+@pytest.mark.parametrize("module,arg", [
+    ("fdp_casme2", "3class,tiny"), ("fdp_samm", "3class,tiny"),
+    ("fdp_smic", "tiny"), ("fdp_casme3", "3class,tiny")])
+# (The CAS(ME)^2 fixture has a single subject with micro clips: LOSO refuses
+# it with a DatasetError, tested below.)
+def test_train_through_each_corpus_config(built, tmp_path, module, arg):
+  """configs/fdp_<corpus>.py trains on its built fixture corpus, unedited."""
   from mer_jax import train  # pylint: disable=g-import-not-at-top
-  results = train.train_and_evaluate(_tiny([dataset], built, fold), str(tmp_path))
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  c = _config(module, arg)
+  (dataset,) = c.input.datasets
+  assert dataset.endswith("/3class_112")
+  fold = sources.load_corpus([dataset], built, auto_build=False,
+                             show_progress=False).subjects[0]
+  c = _config(module, arg, **{
+      "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
+      "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
+  results = train.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), corpus.MEGC_3CLASS_NAMES, fold)
+
+
+def test_single_subject_corpus_is_a_clear_error(built, tmp_path):
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  c = _config("fdp_casme_sq", "3class,tiny", **{
+      "input.data_dir": built, "input.auto_build": False})
+  with pytest.raises(sources.DatasetError, match="LOSO needs >= 2 subjects"):
+    train.train_and_evaluate(c, str(tmp_path))
 
 
 def test_megc2019_composite_loso_over_all_corpora(built, tmp_path):
