@@ -42,7 +42,6 @@ def _median_time(fn, steps: int, warmup: int) -> float:
 def main(argv) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from mer_jax import models, train  # pylint: disable=g-import-not-at-top
   from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
 

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import re
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -651,6 +651,49 @@ class CorpusBuilderMixin:
       skips.skip(UNKNOWN_EMOTION, where, repr(emotion))
       return None
     return self.label_for(emotion)
+
+  def plan_sheet_rows(self, rows: Sequence[Mapping[str, Any]], root: str,
+                      subject_name: Callable[[Any], str | None], xlsx: str,
+                      skips: SkipLog, fps: float,
+                      apex_column: str) -> list[ClipPlan]:
+    """Clip plans from annotation rows keyed like CASME II's and SAMM's sheets.
+
+    Rows (from `read_xlsx_rows`) carry subject, filename, onset/apex/offset
+    frame numbers, action units and estimated emotion; frames live in
+    `root/<subject>/<filename>/`. Every row that cannot become a clip is a
+    counted skip with its reason; a missing apex is a counted repair.
+    """
+    plans = []
+    for r in rows:
+      subj = subject_name(r.get("subject"))
+      clip = cell_str(r.get("filename"))
+      where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
+      onset, offset = cell_int(r.get("onsetframe")), cell_int(r.get("offsetframe"))
+      if not subj or not clip or onset is None or offset is None:
+        skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
+        continue
+      folder = find_child(os.path.join(root, subj), clip, kind="dir")
+      if folder is None:
+        skips.skip("missing folder", where)
+        continue
+      try:
+        files = frames_between(list_frames(folder), onset, offset)
+      except FrameRangeError as e:
+        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+        continue
+      apex_cell = r.get("apexframe")
+      o, a, f, guessed = clip_indices(cell_int(apex_cell), files)
+      if guessed:
+        skips.note("apex missing -> middle", where, f"{apex_column}={apex_cell!r}")
+      emotion = cell_str(r.get("estimatedemotion"))
+      label = self.emotion_label(emotion, where, skips)
+      if label is None:
+        continue
+      plans.append(ClipPlan(
+          subject=f"{self.CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
+          action_units=cell_str(r.get("actionunits")),
+          label=label, onset=o, apex=a, offset=f, fps=fps))
+    return plans
 
   # --------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ Annotation defects handled (all counted and logged, never silent):
 
 from __future__ import annotations
 
-import os
 import re
 
 import tensorflow_datasets as tfds
@@ -91,34 +90,5 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           xlsx, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame"])
     except ValueError as e:
       raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
-    plans = []
-    for r in rows:
-      subj = subject_name(r.get("subject"))
-      clip = corpus.cell_str(r.get("filename"))
-      where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
-      onset, offset = corpus.cell_int(r.get("onsetframe")), corpus.cell_int(r.get("offsetframe"))
-      if not subj or not clip or onset is None or offset is None:
-        skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
-        continue
-      folder = corpus.find_child(os.path.join(root, subj), clip, kind="dir")
-      if folder is None:
-        skips.skip("missing folder", where)
-        continue
-      try:
-        files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
-      except corpus.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
-        continue
-      apex_cell = r.get("apexframe")
-      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
-      if guessed:
-        skips.note("apex missing -> middle", where, f"ApexFrame={apex_cell!r}")
-      emotion = corpus.cell_str(r.get("estimatedemotion"))
-      label = self.emotion_label(emotion, where, skips)
-      if label is None:
-        continue
-      plans.append(corpus.ClipPlan(
-          subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
-          action_units=corpus.cell_str(r.get("actionunits")),
-          label=label, onset=o, apex=a, offset=f, fps=FPS))
-    return plans
+    return self.plan_sheet_rows(rows, root, subject_name, xlsx, skips, FPS,
+                                apex_column="ApexFrame")
