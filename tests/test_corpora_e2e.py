@@ -34,12 +34,15 @@ def built(tmp_path_factory):
   for name, make in MAKERS.items():
     manual = str(tmp_path_factory.mktemp(name))
     make(manual)
-    b = tfds.builder(f"{name}/3class_112", data_dir=data_dir,
-                     file_format="array_record", alignment="none")
-    b.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=manual))
-    assert os.path.exists(os.path.join(b.data_dir, corpus.REPORT_FILE))
+    # CAS(ME)^2's fixture has one subject with 3-class micro clips, two
+    # with 4-class ones: build both protocols.
+    for protocol in ("3class", "4class") if name == "casme_sq" else ("3class",):
+      b = tfds.builder(f"{name}/{protocol}_112", data_dir=data_dir,
+                       file_format="array_record", alignment="none")
+      b.download_and_prepare(
+          file_format="array_record",
+          download_config=tfds.download.DownloadConfig(manual_dir=manual))
+      assert os.path.exists(os.path.join(b.data_dir, corpus.REPORT_FILE))
   return data_dir
 
 
@@ -77,26 +80,27 @@ def _check(results, workdir, class_names, subject):
 
 @pytest.mark.parametrize("module,arg", [
     ("fdp_casme2", "3class,tiny"), ("fdp_samm", "3class,tiny"),
-    ("fdp_smic", "tiny"), ("fdp_casme3", "3class,tiny")])
-# (The CAS(ME)^2 fixture has a single subject with micro clips: LOSO refuses
-# it with a DatasetError, tested below.)
+    ("fdp_smic", "tiny"), ("fdp_casme3", "3class,tiny"),
+    ("fdp_casme_sq", "4class,tiny")])
 def test_train_through_each_corpus_config(built, tmp_path, module, arg):
   """configs/fdp_<corpus>.py trains on its built fixture corpus, unedited."""
   from mer_jax import train  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config(module, arg)
   (dataset,) = c.input.datasets
-  assert dataset.endswith("/3class_112")
-  fold = sources.load_corpus([dataset], built, auto_build=False,
-                             show_progress=False).subjects[0]
+  assert dataset.endswith("class_112")
+  fixture = sources.load_corpus([dataset], built, auto_build=False,
+                                show_progress=False)
+  fold = fixture.subjects[0]
   c = _config(module, arg, **{
       "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
   results = train.train_and_evaluate(c, str(tmp_path))
-  _check(results, str(tmp_path), corpus.MEGC_3CLASS_NAMES, fold)
+  _check(results, str(tmp_path), fixture.class_names, fold)
 
 
 def test_single_subject_corpus_is_a_clear_error(built, tmp_path):
+  """CAS(ME)^2 3-class on the fixture: one subject, which LOSO cannot split."""
   from mer_jax import train  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config("fdp_casme_sq", "3class,tiny", **{
