@@ -10,11 +10,11 @@ The branch settings (`BRANCH`, input size and channels) are shared with
 configs/ma2mi_synthetic.py, so pretrained parameters match by path and shape.
 `tiny` (3 subjects, 32 px, a few steps) is for tests.
 
-Measured (seed 0, 10-fold LOSO, 150 steps per fold, 2 shared CPU cores at
-load average 8-15, so upper bounds on time):
-  from scratch:                        UF1 0.838  UAR 0.840  341 s (5m50 wall)
-  init_from ma2mi_synthetic (600 st.):  UF1 0.993  UAR 0.993  454 s (7m36 wall)
-  same, pretrain.latent_weight=0.5:     UF1 0.967  UAR 0.967  198 s
+Measured (10-fold LOSO, 150 steps per fold, seeds 0/1/2, each seed with
+its own MA2MI pretraining; shared 2-core CPU):
+  from scratch:                         UF1 0.852 / 0.812 / 0.807 = 0.824 +- 0.025
+  init_from ma2mi_synthetic (600 st.):   UF1 0.987 / 0.973 / 0.983 = 0.981 +- 0.007
+  (an earlier code version, seed 0, pretrain.latent_weight=0.5: UF1 0.967)
 Caveat: the synthetic macro clips use the same faces and AU displacement
 patterns as this corpus (including the test subject's face, label-free), so
 this is an optimistic stand-in for real macro -> micro transfer.
