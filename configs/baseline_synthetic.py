@@ -8,6 +8,7 @@ Measured (seed 0, shared 2-core CPU, load 8-10): LOSO UF1 0.883, UAR 0.883,
 acc 0.883 in 721 s.
 """
 
+from configs import common
 from mer_jax import config_lib
 
 
@@ -23,14 +24,8 @@ def get_config(arg=None):
   c.schedule.lr = 2e-3
   c.num_steps = 300
   if arg == "tiny":
+    common.tiny_schedule(c)
     c.input.datasets = ("synthetic_me/tiny",)
     c.input.size = 32
-    c.input.batch_size = 8
-    c.input.eval_batch_size = 8
     c.model.widths = (8, 8)
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 3
-    c.protocol.eval_every = 3
-    c.progress = False
   return c

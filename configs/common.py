@@ -23,10 +23,21 @@ def parse_arg(arg: str | None, protocols: Sequence[str]) -> tuple[str, bool]:
   return (named[-1] if named else protocols[0]), "tiny" in parts
 
 
-def fdp_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks an FDP config to seconds (tests, a quick look)."""
+def tiny_schedule(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A run of seconds (tests, a quick look): small batches, 6 steps."""
   c.input.batch_size = 8
   c.input.eval_batch_size = 8
+  c.num_steps = 6
+  c.log_every = 2
+  c.checkpoint_every = 3
+  c.protocol.eval_every = 3
+  c.progress = False
+  return c
+
+
+def fdp_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks an FDP config to seconds (tests, a quick look)."""
+  tiny_schedule(c)
   c.model.widths = (8, 8)
   c.model.depths = (1, 1)
   c.model.global_blocks = (0, 1)
@@ -36,11 +47,6 @@ def fdp_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.rank_hidden = 8
   c.model.head_width = 8
   c.model.decoder_widths = (8, 4)
-  c.num_steps = 6
-  c.log_every = 2
-  c.checkpoint_every = 3
-  c.protocol.eval_every = 3
-  c.progress = False
   return c
 
 

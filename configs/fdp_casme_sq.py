@@ -7,12 +7,8 @@ Datasets: `casme_sq/3class_112` (negative, positive, surprise); `:4class`
 adds others. The paper's CAS(ME)^2 protocol is unknown (see FDP_SPEC.md
 1.2).
 
-Input as in the paper / official code: 8 frames sampled uniformly from
-onset to offset, 64x64 grey (the builders store 112 px; the pipeline
-area-resizes). The model sees frame differences to the onset (see the
-module docstring, choice 1). Default (full) widths; fixed schedule of
-500 steps at batch 32 (the official run is 501 steps at batch 36), the
-model after the last step is reported: no selection on the test subject.
+Input, model and fixed schedule: `configs/common.py:fdp_real_corpus`
+(the model after the last step is reported; no selection on the test subject).
 
 Not measured here (the licensed corpus is not available on this machine);
 the aux-loss weights are those that worked on the synthetic corpus.

@@ -20,6 +20,7 @@ patterns as this corpus (including the test subject's face, label-free), so
 this is an optimistic stand-in for real macro -> micro transfer.
 """
 
+from configs import common
 from mer_jax import config_lib
 
 # Keys of config.model that define the two branches' parameter shapes; the
@@ -55,19 +56,13 @@ def get_config(arg=None):
   c.num_steps = 150
   c.log_every = 50
   if arg == "tiny":
+    common.tiny_schedule(c)
     c.input.datasets = ("synthetic_me/tiny",)
     c.input.size = 32
     c.input.num_frames = 4
-    c.input.batch_size = 8
-    c.input.eval_batch_size = 8
     c.model.stem_width = 8
     c.model.widths = (8, 16)
     c.model.strides = (1, 2)
     c.model.position_depth = 1
     c.model.position_heads = 2
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 3
-    c.protocol.eval_every = 3
-    c.progress = False
   return c
