@@ -54,12 +54,14 @@ def official_losses(logits: jax.Array, aux: Mapping[str, jax.Array],
 
 
 def make_train_step(model: fdp.Model, tx: optax.GradientTransformation,
-                    dy_weight: float = DY_WEIGHT) -> Callable[..., Any]:
+                    dy_weight: float = DY_WEIGHT,
+                    return_grads: bool = True) -> Callable[..., Any]:
   """One official training step (un-jitted; wrap in jax.jit).
 
   Returns step(params, batch_stats, opt_state, frames [B,T,H,W,C],
   labels [B], di_target [B,H,W], rng) -> (params, batch_stats, opt_state,
-  out) where out has losses, logits, dynamic_image and grads.
+  out) where out has losses, logits, dynamic_image and (if `return_grads`;
+  the checks need them, a training loop does not) grads.
   """
   def step(params, batch_stats, opt_state, frames, labels, di_target, rng):
     def loss_fn(p):
@@ -73,7 +75,9 @@ def make_train_step(model: fdp.Model, tx: optax.GradientTransformation,
         params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    out = dict(losses=losses, logits=logits, dynamic_image=di, grads=grads)
+    out = dict(losses=losses, logits=logits, dynamic_image=di)
+    if return_grads:
+      out["grads"] = grads
     return params, new_bs, opt_state, out
   return step
 
@@ -280,8 +284,15 @@ def run_reference_checks(ref: Mapping[str, np.ndarray],
     _check_forward(res, "calib/", ref, eval_fn, fdp.load(calib_sd, config),
                    frames, labels, di_target)
 
-  # Train-mode steps, DropPath off as in the reference.
-  train_model = fdp.Model(**dict(config, path_dropout=0.0))
+  # Train-mode steps, DropPath off as in the reference. XLA's conv on every
+  # layer (im2col_max_pixels=0): this model's float32 train-mode gradients
+  # are chaotic. After BN + ReLU, values within ~1e-7 of each other or of 0
+  # decide SegNet's max-pool argmax and the ReLU masks, so summing stage 4
+  # in another order (the im2col path, equal to 1e-13 in float64) moves
+  # 113 reference gradients by up to 1.9e-3 relative, against 8.7e-5 here.
+  # The eval forwards above run the default (im2col) path.
+  train_model = fdp.Model(**dict(config, path_dropout=0.0,
+                                 im2col_max_pixels=0))
   tx = official_optimizer()
   step_fn = jax.jit(make_train_step(train_model, tx))
   params, bstats = variables["params"], variables["batch_stats"]

@@ -200,3 +200,29 @@ def test_null_gradient_params(ref):
   assert "frame_rep.features.7.mlp.conv2.bias" in null
   assert "frame_rep.features.0.mlp.conv2.bias" not in null
   assert len(null) == 25 + 4
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 2), (1, 4)])
+def test_im2col_path_is_the_same_math(hw):
+  """The fast small-map path (im2col + matmul) equals XLA's conv in float64."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 3) + hw + (16,), jnp.float64)
+    fast = fdp.Conv2d(24, im2col_max_pixels=4)
+    slow = fdp.Conv2d(24, im2col_max_pixels=0)
+    k1, k2 = jax.random.split(jax.random.key(1))
+    params = {"params": {
+        "kernel": jax.random.normal(k1, (3, 3, 16, 24), jnp.float64),
+        "bias": jax.random.normal(k2, (24,), jnp.float64)}}
+
+    def value_and_grads(m):
+      f = lambda p, x: jnp.sum(jnp.sin(m.apply(p, x)))
+      return f(params, x), jax.grad(f, argnums=(0, 1))(params, x)
+
+    (va, ga), (vb, gb) = value_and_grads(fast), value_and_grads(slow)
+    assert abs(float(va - vb)) < 1e-10
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10,
+                                 atol=1e-10)
+    # It is really another path: float32 sums in another order.
+    jaxpr = str(jax.make_jaxpr(lambda x: fast.apply(params, x))(x))
+    assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
