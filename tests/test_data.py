@@ -33,8 +33,10 @@ def test_interpolation_is_linear():
 def test_stride_is_official_rule():
   idx = sampling.sample_clip(_clip(40), 3, 22, 8, "stride")[:, 0, 0, 0]
   assert idx.tolist() == [3 + 2 * i for i in range(8)]  # L=20, 20 // 8 = 2
-  with pytest.raises(ValueError, match="stride sampling needs"):
-    sampling.sample_clip(_clip(40), 3, 6, 8, "stride")
+  # Shorter than T (the official code skips these): the uniform rule.
+  np.testing.assert_array_equal(
+      sampling.sample_clip(_clip(40), 3, 6, 8, "stride"),
+      sampling.sample_clip(_clip(40), 3, 6, 8, "uniform"))
 
 
 def test_unknown_mode():
@@ -79,3 +81,102 @@ def test_augment_applies_same_transform_to_all_frames():
   assert not np.allclose(out[0], base)  # something happened
   for t in range(1, 4):
     np.testing.assert_array_equal(out[t], out[0])
+
+
+# Apex position -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode,onset,apex,offset,t,want", [
+    # positions 5, 7, ..., 19
+    ("uniform", 5, 13, 19, 8, 4), ("uniform", 5, 5, 19, 8, 0),
+    ("uniform", 5, 19, 19, 8, 7), ("uniform", 5, 14, 19, 8, 4),
+    # frames [0, 2, 3, 5] from 0, 1.67, 3.33, 5: apex 1 is 1 from frames 0
+    # and 2; the nominal time 1.67 decides.
+    ("uniform", 0, 1, 5, 4, 1),
+    # short clip, frames [2, 2, 3, 3, 3, 3, 4, 4] from 2, 2.29, ..., 4:
+    # frame 3 at t=2..5, nominal 2.86 (t=3) and 3.14 (t=4) tie -> earliest.
+    ("uniform", 2, 3, 4, 8, 3),
+    # positions 0, .5, ..., 3
+    ("interpolate", 0, 2, 3, 7, 4), ("interpolate", 0, 3, 3, 7, 6),
+    # positions 0, 3.33, 6.67, 10
+    ("interpolate", 0, 4, 10, 4, 1), ("interpolate", 0, 6, 10, 4, 2),
+    # frames 3, 5, ..., 17 (L = 20, stride 2)
+    ("stride", 3, 9, 22, 8, 3), ("stride", 3, 3, 22, 8, 0),
+    ("stride", 3, 8, 22, 8, 2),  # 7 and 9 tie -> earliest
+    ("stride", 3, 21, 22, 8, 7),  # past the last sampled frame
+])
+def test_apex_index_per_mode(mode, onset, apex, offset, t, want):
+  got = sampling.apex_index(40, onset, apex, offset, t, mode)
+  assert got == want
+  # It is the sampled frame (position) nearest to the apex.
+  pos = sampling.plan_positions(sampling.frame_plan(40, onset, offset, t, mode))
+  assert abs(pos[got] - apex) == pytest.approx(np.min(np.abs(pos - apex)))
+
+
+def test_apex_index_is_the_sampled_apex_frame():
+  # Frame values = frame numbers: the frame at apex_index shows the apex.
+  frames = _clip(40)
+  for mode in sampling.MODES:
+    for apex in (6, 11, 17):
+      x = sampling.sample_clip(frames, 3, 22, 8, mode)[:, 0, 0, 0]
+      a = sampling.apex_index(40, 3, apex, 22, 8, mode)
+      assert abs(int(x[a]) - apex) == np.min(np.abs(x.astype(int) - apex)), mode
+
+
+@pytest.mark.parametrize("apex", [-1, 4, 20, 45])
+def test_apex_index_unknown_or_outside(apex):
+  for mode in sampling.MODES:
+    assert sampling.apex_index(40, 5, apex, 19, 8, mode) == -1
+  assert sampling.apex_index(0, 0, 0, 0, 8) == -1
+  # onset/offset are clipped to the clip like frame_plan does.
+  assert sampling.apex_index(10, 2, 9, 50, 8, "uniform") == 7
+  assert sampling.apex_index(10, 2, 10, 50, 8, "uniform") == -1
+
+
+def _corpus(onset_apex_offset, n=12, size=8):
+  """A Corpus of PNG-encoded clips whose pixel values are frame numbers."""
+  clips, records = [], []
+  for k, (onset, apex, offset) in enumerate(onset_apex_offset):
+    frames = [sources.encode_png(np.full((size, size, 3), 10 * i, np.uint8))
+              for i in range(n)]
+    rec = {"frames": frames, "onset": np.int32(onset), "offset": np.int32(offset)}
+    if apex is not None:
+      rec["apex"] = np.int32(apex)
+    records.append(rec)
+    clips.append(sources.Clip(0, k, f"d/s{k % 2}", k % 2, f"d/s{k % 2}/c{k}"))
+  return sources.Corpus(("d",), ("a", "b"), [records], clips, 0)
+
+
+def _input_cfg(mode="uniform"):
+  from ml_collections import ConfigDict
+  return ConfigDict(dict(
+      num_frames=4, temporal_sampling=mode, size=8, channels=1, targets=(),
+      mean=0.5, std=0.5, read_threads=1, prefetch=1, workers=0,
+      augment=dict(enabled=True, flip=True, max_rotate_deg=5.0,
+                   scale=(0.95, 1.05), max_shift=0.04, brightness=0.05,
+                   contrast=0.1)))
+
+
+def test_pipeline_batches_carry_apex_index():
+  # onset 0, offset 9, T=4: frames 0, 3, 6, 9.
+  annotations = [(0, 6, 9), (0, -1, 9), (0, 2, 9), (2, 1, 9), (0, None, 9)]
+  corpus = _corpus(annotations)
+  want = [2, -1, 1, -1, -1]
+  cfg = _input_cfg()
+  batches = list(pipeline.eval_batches(corpus, corpus.clips, cfg, 4))
+  assert [b["apex_index"].dtype for b in batches] == [np.int32] * 2
+  got = np.concatenate([b["apex_index"] for b in batches])
+  mask = np.concatenate([b["mask"] for b in batches])
+  assert got.tolist() == want + [-1] * 3  # padding rows: -1
+  assert mask.tolist() == [1.0] * 5 + [0.0] * 3
+  assert batches[0]["frames"].shape == (4, 4, 8, 8, 1)
+  # Train batches carry it too, per clip (batch `index` says which clip).
+  it = pipeline.train_dataset(corpus, corpus.clips, cfg, 2, seed=0)
+  for _ in range(3):
+    b = next(it)
+    assert b["apex_index"].shape == (2,) and b["apex_index"].dtype == np.int32
+    assert b["apex_index"].tolist() == [want[i] for i in b["index"]]
+  # Interpolation: positions 0, 3, 6, 9 as well; same answer.
+  cfg = _input_cfg("interpolate")
+  got = pipeline.LoadClip(corpus, corpus.clips, cfg)(0)["apex_index"]
+  assert got == 2 and got.dtype == np.int32

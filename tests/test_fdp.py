@@ -36,6 +36,7 @@ def _batch(b=4, t=5, size=16, c=1, seed=0):
       "label": jnp.asarray(rng.integers(0, 3, size=b), jnp.int32),
       "mask": jnp.ones((b,), jnp.float32),
       "dynamic_image": jnp.asarray(rng.uniform(size=(b, size, size)), jnp.float32),
+      "apex_index": jnp.asarray(rng.integers(-1, t, size=b), jnp.int32),
   }
 
 
@@ -105,24 +106,86 @@ def test_bad_config_raises():
     _init(model, (1, 4, 16, 16, 1))
 
 
+def _per_clip(scores, apex=None, margin=0.5, window="to_peak"):
+  scores = jnp.asarray(scores, jnp.float32)
+  if apex is not None:
+    apex = jnp.asarray(apex, jnp.int32)
+  return np.asarray(fdp.ranking_loss_per_clip(scores, apex, margin=margin,
+                                              window=window))
+
+
 def test_ranking_loss_prefers_chronological_scores():
   t = 6
   up = jnp.arange(t, dtype=jnp.float32)[None]  # rises every frame
   down = up[:, ::-1]
   for window in ("clip", "to_peak"):
-    l_up = fdp.ranking_loss(up, margin=0.5, window=window)
-    l_down = fdp.ranking_loss(down, margin=0.5, window=window)
-    assert float(l_up[0]) == 0.0, window
-    assert float(l_down[0]) > 1.0, window
+    assert _per_clip(up, window=window)[0] == 0.0, window
+    assert _per_clip(down, window=window)[0] > 1.0, window
   # to_peak: rise to the apex then fall costs nothing; clip penalises the fall.
   rise_fall = jnp.array([[0.0, 1.0, 2.0, 3.0, 2.0, 1.0]])
-  assert float(fdp.ranking_loss(rise_fall, 0.5, "to_peak")[0]) == 0.0
-  assert float(fdp.ranking_loss(rise_fall, 0.5, "clip")[0]) > 0.0
+  assert _per_clip(rise_fall)[0] == 0.0
+  assert _per_clip(rise_fall, window="clip")[0] > 0.0
   # A flat clip is penalised by the margin.
-  flat = jnp.zeros((1, t))
-  np.testing.assert_allclose(fdp.ranking_loss(flat, 0.5, "clip"), [0.5])
+  np.testing.assert_allclose(_per_clip(jnp.zeros((1, t)), window="clip"), [0.5])
+  # No apex_index, or -1 everywhere, is the same (the fallback).
+  np.testing.assert_array_equal(_per_clip(rise_fall, [-1]), _per_clip(rise_fall))
   with pytest.raises(ValueError, match="rank_window"):
-    fdp.ranking_loss(up, 0.5, "bogus")
+    _per_clip(up, window="bogus")
+
+
+def test_ranking_loss_uses_the_apex():
+  m = 0.5
+  # Perfectly ordered about the apex (rise by >= m, then fall by >= m): zero.
+  np.testing.assert_array_equal(
+      _per_clip([[0.0, 1.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0, 4.0],
+                 [0.0, 1.0, 0.0, -1.0, -2.0]], [2, 4, 1], m), [0.0, 0.0, 0.0])
+  # Scores rising past the annotated apex 2: pairs (0,1), (1,2) rise (hinge
+  # 0); (2,3), (3,4) should fall but rise by 1: hinge 0.5 + 1 = 1.5 each,
+  # mean over the 4 ranked pairs = 3 / 4. The fallback (peak estimate at
+  # frame 4, every pair rising) says 0.
+  up = [[0.0, 1.0, 2.0, 3.0, 4.0]]
+  np.testing.assert_allclose(_per_clip(up, [2], m), [0.75])
+  np.testing.assert_allclose(_per_clip(up, [-1], m), [0.0])
+  # Annotated apex 3 but the scores peak at 2: diffs 1, 2, -1, -1; pair (2,3)
+  # should rise: hinge 0.5 + 1 = 1.5; pair (3,4) falls by 1: 0. Mean 1.5 / 4.
+  # The fallback ranks (0,1), (1,2) only: 0.
+  early = [[0.0, 1.0, 3.0, 2.0, 1.0]]
+  np.testing.assert_allclose(_per_clip(early, [3], m), [0.375])
+  np.testing.assert_allclose(_per_clip(early, [-1], m), [0.0])
+  # Apex 0 is ranked as apex 1: the first pair rises, the rest fall.
+  np.testing.assert_allclose(_per_clip([[0.0, 1.0, 0.0, -1.0]], [0], m), [0.0])
+  np.testing.assert_allclose(_per_clip([[1.0, 0.0, -1.0, -2.0]], [0], m),
+                             [1.5 / 3])
+  # "clip" ignores the apex.
+  np.testing.assert_array_equal(_per_clip(up, [2], m, "clip"), [0.0])
+  # One frame: no pairs, no loss.
+  np.testing.assert_array_equal(_per_clip([[3.0]], [0], m), [0.0])
+
+
+def test_ranking_loss_masks_rows():
+  scores = jnp.array([[0.0, 1.0, 2.0, 3.0, 4.0],    # apex 2: 0.75
+                      [9.0, -7.0, 5.0, 1e6, -3.0],  # padding: anything
+                      [0.0, 1.0, 3.0, 2.0, 1.0]])   # apex 3: 0.375
+  apex = jnp.array([2, -1, 3], jnp.int32)
+  mask = jnp.array([1.0, 0.0, 1.0])
+  loss = fdp.ranking_loss(scores, apex, mask, margin=0.5)
+  assert float(loss) == pytest.approx((0.75 + 0.375) / 2, rel=1e-6)
+  # The padding row contributes neither value nor gradient.
+  grad = jax.grad(lambda s: fdp.ranking_loss(s, apex, mask, margin=0.5))(scores)
+  np.testing.assert_array_equal(np.asarray(grad[1]), 0.0)
+  assert np.any(np.asarray(grad[0]) != 0) and np.any(np.asarray(grad[2]) != 0)
+  inf_row = scores.at[1].set(jnp.inf)
+  assert float(fdp.ranking_loss(inf_row, apex, mask, margin=0.5)) == float(loss)
+  # Pure jnp: jit and vmap (fold-stacked batches) give the same numbers.
+  jitted = jax.jit(lambda s, a, m: fdp.ranking_loss(s, a, m, margin=0.5))
+  assert float(jitted(scores, apex, mask)) == pytest.approx(float(loss))
+  stacked = jax.vmap(lambda s, a, m: fdp.ranking_loss(s, a, m, margin=0.5))(
+      jnp.stack([scores, scores]), jnp.stack([apex, apex]),
+      jnp.stack([mask, mask]))
+  np.testing.assert_allclose(stacked, [float(loss)] * 2, rtol=1e-6)
+  # No mask: the plain mean.
+  assert float(fdp.ranking_loss(scores[::2], apex[::2], margin=0.5)) == (
+      pytest.approx((0.75 + 0.375) / 2, rel=1e-6))
 
 
 def test_aux_losses_masked():
@@ -148,6 +211,19 @@ def test_aux_losses_masked():
   assert fdp.aux_losses(aux, batch, di_weight=0.0, rank_weight=0.0) == {}
   with pytest.raises(ValueError, match="dynamic_image"):
     fdp.aux_losses(aux, {"mask": batch["mask"]}, di_weight=1.0)
+
+
+def test_aux_losses_use_batch_apex_index():
+  scores = jnp.array([[0.0, 1.0, 2.0, 3.0, 4.0]] * 2)
+  aux = {"rank_scores": scores}
+  batch = {"mask": jnp.array([1.0, 0.0]),
+           "apex_index": jnp.array([2, 2], jnp.int32)}
+  kw = dict(di_weight=0.0, rank_weight=2.0, rank_margin=0.5)
+  assert float(fdp.aux_losses(aux, batch, **kw)["rank"]) == pytest.approx(1.5)
+  off = fdp.aux_losses(aux, batch, rank_use_apex=False, **kw)["rank"]
+  assert float(off) == 0.0
+  del batch["apex_index"]
+  assert float(fdp.aux_losses(aux, batch, **kw)["rank"]) == 0.0
 
 
 def test_gradients_reach_rank_scorer_and_decoder_and_train(tiny):
@@ -214,7 +290,8 @@ def test_configs_instantiate(name, arg):
                                variables, x)
   assert logits.shape == (2, 3)
   assert aux["dynamic_image"].shape == (2, i.size, i.size)
-  batch = {"dynamic_image": jnp.zeros((2, i.size, i.size)), "mask": jnp.ones(2)}
+  batch = {"dynamic_image": jnp.zeros((2, i.size, i.size)), "mask": jnp.ones(2),
+           "apex_index": jnp.array([i.num_frames // 2, -1], jnp.int32)}
   terms = jax.eval_shape(lambda a: fdp.aux_losses(a, batch, **config.aux_loss),
                          aux)
   assert set(terms) <= {"dynamic_image_mse", "rank"}

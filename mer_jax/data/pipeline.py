@@ -4,6 +4,10 @@ A batch is a dict of numpy arrays:
   frames: float32 `[B, T, H, W, C]`, normalised `(x / 255 - mean) / std`;
   label: int32 `[B]`; index: int32 `[B]` (position in the clip list);
   mask: float32 `[B]`, 1 for real samples, 0 for eval padding;
+  apex_index: int32 `[B]`, the sampled frame `t` in `0..T-1` nearest to the
+    record's annotated apex (`sampling.apex_index`), -1 when the apex is
+    unknown (negative or no `apex` field) or outside onset..offset, and -1
+    for eval padding;
   plus one entry per `config.input.targets` name (see `targets.py`).
 
 Train: seeded shuffle, infinite repeat, per-example seeded augmentation,
@@ -63,14 +67,18 @@ class LoadClip:
     clip = self.clips[i]
     rec = self.corpus.record(clip)
     frames = rec["frames"]
-    plan = sampling.frame_plan(len(frames), int(rec["onset"]),
-                               int(rec["offset"]), self.num_frames, self.mode)
+    onset, offset = int(rec["onset"]), int(rec["offset"])
+    plan = sampling.frame_plan(len(frames), onset, offset, self.num_frames,
+                               self.mode)
+    apex = int(rec["apex"]) if "apex" in rec else -1
     x = sampling.gather(lambda j: sources.decode_frame(frames[j]), plan)
     x = resize_clip(x, self.size)
     if self.channels == 1:
       x = to_grey(x)
     out = {"frames": x, "label": np.int32(clip.label), "index": np.int32(i),
-           "mask": np.float32(1.0)}
+           "mask": np.float32(1.0),
+           "apex_index": np.int32(sampling.apex_index(
+               len(frames), onset, apex, offset, self.num_frames, self.mode))}
     for t in self.targets:
       out[t] = np.asarray(targets_lib.get(t)(x), np.float32)
     return out
@@ -148,7 +156,10 @@ def train_dataset(corpus: Corpus, clips: Sequence[Clip],
 def eval_batches(corpus: Corpus, clips: Sequence[Clip],
                  cfg: ml_collections.ConfigDict,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """Every clip once, in order; the last batch is zero-padded with mask 0."""
+  """Every clip once, in order; the last batch is zero-padded with mask 0.
+
+  Padding rows are zeros except `apex_index`, which is -1 (no apex).
+  """
   ds = (grain.MapDataset.source(list(range(len(clips))))
         .map(LoadClip(corpus, clips, cfg))
         .map(Normalize(cfg)))
@@ -162,6 +173,7 @@ def eval_batches(corpus: Corpus, clips: Sequence[Clip],
       buf = []
   if buf:
     pad = {k: np.zeros_like(v) for k, v in buf[0].items()}
+    pad["apex_index"] = np.int32(-1)
     yield _stack(buf + [pad] * (batch_size - len(buf)))
 
 

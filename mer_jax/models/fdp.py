@@ -61,10 +61,26 @@ we depart on purpose:
    `relu(margin - (s_{t+1} - s_t))` over consecutive frames. Clips run onset
    -> apex -> offset, and a score that keeps rising after the apex would move
    the pooling weight to the (neutral) offset, so by default
-   (`rank_window="to_peak"`) only pairs up to the frame with the highest
-   score (a stop-gradient estimate of the apex; the batch carries no apex
-   index) are ranked; `"clip"` ranks every consecutive pair (Bilen-style rank
-   pooling over the whole clip). The official code has no ranking loss.
+   (`rank_window="to_peak"`) the chronological order holds up to the apex:
+   * annotated apex (`batch["apex_index"] = a >= 0`, the sampled frame
+     nearest to the record's apex, see `mer_jax.data.sampling.apex_index`):
+     every consecutive pair is ranked; pairs up to frame a must rise and
+     pairs after it must fall (`relu(margin + (s_{t+1} - s_t))`), so the
+     apex gets the highest score and the largest pooling weight. The fall is
+     our addition (the abstract only says "chronological"); a = 0 is ranked
+     as a = 1 (the onset frame is the zero-motion reference, never the apex).
+   * unknown apex (`apex_index = -1`: eval padding, a record without a
+     usable apex, or no `apex_index` in the batch): only the pairs up to the
+     frame with the highest score (a stop-gradient estimate of the apex, at
+     least the first pair) must rise; later pairs are unranked.
+   Note the builders store a missing apex as the clip's middle frame (and
+   SMIC's apex is always that stand-in), which is then used as if annotated.
+   `rank_use_apex=False` ignores `apex_index` (every apex unknown).
+   `"clip"` ranks every consecutive pair rising, whatever the apex
+   (Bilen-style rank pooling over the whole clip). Per clip the hinge is
+   averaged over its ranked pairs, then over the clips with `mask` 1
+   (`ranking_loss`, a pure function of scores, apex_index and mask). The
+   official code has no ranking loss.
 5. Dynamic-image module: a small conv encoder-decoder on the shared dynamic
    representation (one 2x2 merge, then pixel-shuffle x2 upsampling blocks;
    the last x2 is a pixel-shuffled Dense straight to the 1-channel logits; a
@@ -378,51 +394,112 @@ class Model(nn.Module):
     return logits, aux
 
 
-def ranking_loss(scores: Array, margin: float = 0.1,
-                 window: str = "to_peak") -> Array:
+def _rank_pairs(scores: Array, apex_index: Array | None,
+                window: str) -> tuple[Array, Array]:
+  """Which consecutive pairs are ranked and in which direction.
+
+  Returns `(sign, ranked)`, both `[B, T-1]`: pair (t, t+1) is ranked when
+  `ranked` is 1 and should satisfy `sign * (s[t+1] - s[t]) >= margin`
+  (+1: rise, -1: fall). See `ranking_loss`.
+  """
+  b, t = scores.shape
+  idx = jnp.arange(t - 1)[None]  # pair (t, t+1) -> t
+  ones = jnp.ones((b, t - 1), scores.dtype)
+  if window == "clip":
+    return ones, ones
+  if window != "to_peak":
+    raise ValueError(f"rank_window={window!r}: 'to_peak' or 'clip'")
+  # No annotated apex: pairs up to the highest-scoring frame (a stop-gradient
+  # apex estimate) rise; a peak at frame 0 would leave none, so the first pair
+  # is always ranked (the onset is never the apex). Later pairs are unranked.
+  peak = jnp.argmax(jax.lax.stop_gradient(scores), axis=1)  # [B]
+  est_ranked = ((idx + 1 <= peak[:, None]) | (idx == 0)).astype(scores.dtype)
+  if apex_index is None:
+    return ones, est_ranked
+  apex = jnp.asarray(apex_index, jnp.int32).reshape(b, 1)
+  known = apex >= 0
+  # Annotated apex a: pairs up to it rise, pairs after it fall. a = 0 is
+  # ranked as a = 1: the onset frame is the motion reference (zero motion
+  # input) and is never the apex.
+  a = jnp.maximum(apex, 1)
+  apex_sign = jnp.where(idx + 1 <= a, 1.0, -1.0).astype(scores.dtype)
+  sign = jnp.where(known, apex_sign, ones)
+  ranked = jnp.where(known, ones, est_ranked)
+  return sign, ranked
+
+
+def ranking_loss_per_clip(scores: Array, apex_index: Array | None = None, *,
+                          margin: float = 0.1,
+                          window: str = "to_peak") -> Array:
   """Per-clip pairwise hinge on consecutive frames, `[B, T]` -> `[B]`.
 
-  `relu(margin - (s[t+1] - s[t]))` averaged over the ranked pairs: every
-  consecutive pair (`window="clip"`) or those up to the highest-scoring frame
-  (`"to_peak"`, a stop-gradient apex estimate). Zero for a clip whose scores
-  rise by at least `margin` per frame over the window.
+  `relu(margin - sign_t * (s[t+1] - s[t]))` averaged over the ranked pairs
+  (t, t+1); see `ranking_loss` for which pairs and signs.
   """
+  sign, ranked = _rank_pairs(scores, apex_index, window)
   diff = scores[:, 1:] - scores[:, :-1]  # [B, T-1]
-  hinge = jax.nn.relu(margin - diff)
-  if window == "clip":
-    pairs = jnp.ones_like(hinge)
-  elif window == "to_peak":
-    peak = jnp.argmax(jax.lax.stop_gradient(scores), axis=1)  # [B]
-    # Pair (t, t+1) is ranked when t+1 <= peak; a peak at frame 0 would leave
-    # none, so the first pair is always ranked (the onset is never the apex).
-    idx = jnp.arange(hinge.shape[1])[None]
-    pairs = ((idx + 1 <= peak[:, None]) | (idx == 0)).astype(hinge.dtype)
-  else:
-    raise ValueError(f"rank_window={window!r}: 'to_peak' or 'clip'")
-  return jnp.sum(hinge * pairs, axis=1) / jnp.maximum(jnp.sum(pairs, axis=1), 1.0)
+  hinge = jax.nn.relu(margin - sign * diff)
+  return jnp.sum(hinge * ranked, axis=1) / jnp.maximum(jnp.sum(ranked, axis=1), 1.0)
+
+
+def ranking_loss(scores: Array, apex_index: Array | None = None,
+                 mask: Array | None = None, *, margin: float = 0.1,
+                 window: str = "to_peak") -> Array:
+  """Chronological ranking hinge, masked mean over clips: a scalar.
+
+  Args:
+    scores: rank scores `[B, T]`, frame t of the sampled clip.
+    apex_index: int `[B]`, the sampled frame nearest to the annotated apex
+      (`batch["apex_index"]`), -1 where unknown; None = unknown everywhere.
+    mask: `[B]`, 1 = real clip; rows with 0 contribute nothing. None = all
+      real.
+    margin: the hinge margin between consecutive frames' scores.
+    window: which pairs (t, t+1) are ranked:
+      "to_peak" with `apex_index = a >= 0`: every pair; those with t+1 <= a
+        must rise (`s[t+1] - s[t] >= margin`), those with t >= a must fall
+        (`s[t] - s[t+1] >= margin`); a = 0 is treated as a = 1 (the onset
+        frame is never the apex).
+      "to_peak" with `apex_index = -1`: the pairs up to the highest-scoring
+        frame (a stop-gradient apex estimate, at least the first pair) must
+        rise; later pairs are not ranked.
+      "clip": every pair must rise, whatever the apex (Bilen-style rank
+        pooling over the whole clip).
+    Each clip's loss is the mean hinge over its ranked pairs, so it is zero
+    exactly when every ranked pair keeps its order by at least `margin`.
+  """
+  per_clip = ranking_loss_per_clip(scores, apex_index, margin=margin,
+                                   window=window)
+  return _masked_mean(per_clip, mask)
 
 
 def _masked_mean(per_clip: Array, mask: Array | None) -> Array:
   if mask is None:
     return jnp.mean(per_clip)
+  keep = mask > 0
   mask = mask.astype(per_clip.dtype)
-  return jnp.sum(per_clip * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  # where, not a product: a masked row's value (even inf/nan) never leaks.
+  total = jnp.sum(jnp.where(keep, per_clip * mask, 0.0))
+  return total / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                di_weight: float = 1.0, rank_weight: float = 0.1,
                rank_margin: float = 0.1,
-               rank_window: str = "to_peak") -> dict[str, Array]:
+               rank_window: str = "to_peak",
+               rank_use_apex: bool = True) -> dict[str, Array]:
   """Dynamic-image MSE and ranking loss, weighted, padding masked.
 
   Args:
     aux: model aux with `dynamic_image` [B, H, W] and `rank_scores` [B, T].
     batch: input dict; `dynamic_image` [B, H, W] in [0, 1] (needed when
-      `di_weight > 0`), optional `mask` [B] (1 = real sample).
+      `di_weight > 0`), optional `mask` [B] (1 = real sample), optional
+      `apex_index` [B] (sampled apex frame, -1 = unknown; see `ranking_loss`).
     di_weight: weight of the dynamic-image MSE (mean over H * W per clip).
     rank_weight: weight of the chronological ranking hinge.
     rank_margin: hinge margin between consecutive frames' scores.
     rank_window: "to_peak" or "clip" (see `ranking_loss`).
+    rank_use_apex: use `batch["apex_index"]` when present; False ranks as if
+      every apex were unknown (the behaviour before the batch carried it).
 
   Returns:
     {'dynamic_image_mse': scalar, 'rank': scalar}, terms with weight 0 left out.
@@ -438,6 +515,7 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                    axis=(1, 2))
     out["dynamic_image_mse"] = di_weight * _masked_mean(err, mask)
   if rank_weight:
-    per_clip = ranking_loss(aux["rank_scores"], rank_margin, rank_window)
-    out["rank"] = rank_weight * _masked_mean(per_clip, mask)
+    apex = batch.get("apex_index") if rank_use_apex else None
+    out["rank"] = rank_weight * ranking_loss(
+        aux["rank_scores"], apex, mask, margin=rank_margin, window=rank_window)
   return out
