@@ -85,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 25
   c.checkpoint_every = 100
   c.keep_checkpoints = 2
+  # Test clips per fold drawn in folds/<subject>/dynamic_images.png and
+  # TensorBoard (models whose aux output has a dynamic image); 0 = off.
+  c.preview_samples = 4
   c.progress = True
   return c
 
@@ -112,6 +115,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.protocol.selection not in ("fixed", "inner_val"):
     raise ValueError(f"config.protocol.selection={config.protocol.selection!r}; "
                      "use 'fixed' or 'inner_val'.")
+  preview = config.get("preview_samples", 0)
+  if isinstance(preview, bool) or not isinstance(preview, int) or preview < 0:
+    raise ValueError(f"config.preview_samples={preview!r}; use an integer >= 0 "
+                     "(0 = no dynamic-image previews).")
 
 
 # Sections whose keys are the model's / optimizer's own keyword arguments.

@@ -9,8 +9,12 @@ is chosen by `config.model_name`, the corpus by `config.input.datasets`.
 workdir layout:
   results.json, predictions.csv, confusion.png   pooled over folds
   folds/<subject>/result.json                    one finished fold
+  folds/<subject>/dynamic_images.png             frames, target and constructed
+                                                 dynamic image of a few test
+                                                 clips (models that make one)
   folds/<subject>/checkpoints/                   orbax, latest (and best)
-  tensorboard/<subject>/                         loss, lr, val metrics
+  tensorboard/<subject>/                         loss, lr, val/test metrics,
+                                                 test/dynamic_images
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from mer_jax import config_lib
 from mer_jax import evaluation
 from mer_jax import metric_writer
 from mer_jax import models
+from mer_jax import visualize
 from mer_jax.data import pipeline
 from mer_jax.data import sources
 
@@ -156,6 +161,30 @@ def make_eval_step(model):
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
   return eval_step
+
+
+# The aux output that `dynamic_images.png` draws (any model that returns it).
+PREVIEW_KEY = "dynamic_image"
+
+
+def make_preview_step(model):
+  """`preview_step(params, batch_stats, batch) -> aux[PREVIEW_KEY]` `[B, H, W]`."""
+
+  def preview_step(params, batch_stats, batch):
+    _, aux = model.apply(_variables(params, batch_stats), batch["frames"],
+                         train=False)
+    return aux[PREVIEW_KEY].astype(jnp.float32)
+
+  return preview_step
+
+
+def has_preview(model, abstract_state, config) -> bool:
+  """Whether the model's aux output holds a `PREVIEW_KEY` image (shapes only)."""
+  _, aux = jax.eval_shape(
+      lambda p, bs: model.apply(_variables(p, bs), jnp.zeros(_input_shape(config)),
+                                train=False),
+      abstract_state.params, abstract_state.batch_stats)
+  return isinstance(aux, dict) and getattr(aux.get(PREVIEW_KEY), "ndim", 0) == 3
 
 
 # ----------------------------------------------------------------------------
@@ -276,8 +305,10 @@ class Fold:
 
   def __init__(self, *, config, corpus: sources.Corpus, model, tx, train_step,
                eval_step, sharder: Sharder, fold_index: int, test_subject: str,
-               train_subjects: list[str], workdir: str, init_params=None):
+               train_subjects: list[str], workdir: str, init_params=None,
+               preview_step=None):
     self.config = config
+    self.preview_step = preview_step
     self.init_params = init_params
     self.corpus = corpus
     self.model = model
@@ -418,6 +449,8 @@ class Fold:
     labels = [c.label for c in self.test_clips]
     fold_scores = evaluation.scores(labels, preds, len(self.corpus.class_names))
     run.writer.scalars(config.num_steps, {f"test/{k}": v for k, v in fold_scores.items()})
+    if self.preview_step is not None:
+      self.write_preview(run.writer, params, batch_stats, preds, selected_step)
     run.writer.close()
     result = {
         "subject": self.subject, "selected_step": selected_step,
@@ -429,6 +462,35 @@ class Fold:
     if jax.process_index() == 0:
       _write_json(self.result_path, result)
     return result
+
+  def write_preview(self, writer, params, batch_stats, preds, step: int) -> None:
+    """`dynamic_images.png` and TensorBoard `test/dynamic_images`.
+
+    The first `config.preview_samples` test clips: their frames, target and
+    constructed dynamic image, labelled with the fold's predictions `preds`.
+    One forward pass on one small batch; nothing else is changed.
+    """
+    wanted = self.config.get("preview_samples", 0)
+    n = min(wanted, len(self.test_clips))
+    if n <= 0:
+      return
+    clips = self.test_clips[:n]
+    # A multiple of the data-parallel size; the same shape every fold (one compile).
+    size = -(-wanted // self.sharder.size) * self.sharder.size
+    (batch,) = list(pipeline.eval_batches(self.corpus, clips, self.config.input, size))
+    di = self.sharder.fetch(self.preview_step(params, batch_stats,
+                                              self.sharder.put_batch(batch)))
+    if jax.process_index() != 0:
+      return
+    target = batch.get(PREVIEW_KEY)
+    image = visualize.dynamic_image_grid(
+        batch["frames"][:n], None if target is None else target[:n], di[:n],
+        labels=[c.label for c in clips], pred_labels=preds[:n],
+        class_names=self.corpus.class_names,
+        row_names=[c.sample_id for c in clips],
+        title=f"{self.config.model_name}, test subject {self.subject}, step {step}")
+    visualize.save_png(image, os.path.join(self.dir, "dynamic_images.png"))
+    writer.image(self.config.num_steps, "test/dynamic_images", image)
 
   def log_metrics(self, host_pending, writer, schedule) -> dict[str, float]:
     """Logs fetched metrics `[(step, {name: value})]`; stops on a non-finite loss."""
@@ -603,6 +665,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                       in_shardings=(state_sharding.params, state_sharding.batch_stats,
                                     sharder.data),
                       out_shardings=sharder.data)
+  preview_step = None
+  if config.get("preview_samples", 0) and has_preview(model, abstract_state, config):
+    preview_step = jax.jit(make_preview_step(model),
+                           in_shardings=(state_sharding.params,
+                                         state_sharding.batch_stats, sharder.data),
+                           out_shardings=sharder.data)
 
   folds = sources.loso_folds(corpus.subjects)
   if config.protocol.folds:
@@ -633,7 +701,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     train_step=train_step, eval_step=eval_step, sharder=sharder,
                     fold_index=i, test_subject=test_subject,
                     train_subjects=train_subjects, workdir=workdir,
-                    init_params=init_params)
+                    init_params=init_params, preview_step=preview_step)
                for i, (train_subjects, test_subject) in enumerate(folds)]
   k = max(int(config.protocol.parallel_folds), 1)
   fold_results = []

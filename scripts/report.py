@@ -38,7 +38,7 @@ PAPER_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
 _IGNORED_KEYS = ("seed", "input.data_dir", "progress", "input.read_threads",
                  "input.prefetch", "input.workers", "log_every",
                  "checkpoint_every", "keep_checkpoints", "mesh.data",
-                 "input.auto_build")
+                 "input.auto_build", "preview_samples")
 _SKIP_DIRS = ("folds", "tensorboard", "checkpoints")
 
 

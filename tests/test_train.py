@@ -1,5 +1,6 @@
 """The trainer end to end on the tiny synthetic corpus, and resume after a kill."""
 
+import io
 import json
 import os
 import signal
@@ -197,3 +198,94 @@ def test_inner_validation_selects_on_training_subjects(data_dir, tmp_path):
     with open(tmp_path / "folds" / d / "result.json") as f:
       r = json.load(f)
     assert len(r["val_subjects"]) == 1 and r["subject"] not in r["val_subjects"]
+
+
+# ----------------------------------------------------------------------------
+# Dynamic-image previews (folds/<subject>/dynamic_images.png + TensorBoard).
+
+
+def _tiny_fdp_config(data_dir, **overrides):
+  sys.path.insert(0, ROOT)
+  from configs import fdp_synthetic  # pylint: disable=g-import-not-at-top
+  c = fdp_synthetic.get_config("tiny")
+  c.input.data_dir = data_dir
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_fdp_run(data_dir, tmp_path_factory):
+  """3 folds over 8 devices: folds 1-2 vmapped together, fold 3 alone."""
+  from mer_jax import train
+  workdir = str(tmp_path_factory.mktemp("fdp_run"))
+  config = _tiny_fdp_config(data_dir, **{"protocol.parallel_folds": 2,
+                                         "preview_samples": 3})
+  results = train.train_and_evaluate(config, workdir)
+  return workdir, results, config
+
+
+def _fold_dirs(workdir):
+  return sorted(os.listdir(os.path.join(workdir, "folds")))
+
+
+def test_dynamic_image_previews_written(tiny_fdp_run):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
+  from mer_jax import visualize
+  workdir, results, config = tiny_fdp_run
+  folds = _fold_dirs(workdir)
+  assert len(folds) == 3
+  h, w = visualize.grid_size(3, config.input.num_frames, with_target=True)
+  for d in folds:
+    png = os.path.join(workdir, "folds", d, "dynamic_images.png")
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape == (h, w, 3), d
+    # Frames drawn, not a blank page: dark and light pixels both present.
+    assert img.min() < 40 and img.max() > 215 and img.std() > 20, d
+    ea = event_accumulator.EventAccumulator(
+        os.path.join(workdir, "tensorboard", d),
+        size_guidance={event_accumulator.IMAGES: 0})
+    ea.Reload()
+    assert ea.Tags()["images"] == ["test/dynamic_images"], d
+    (ev,) = ea.Images("test/dynamic_images")
+    assert (ev.step, ev.height, ev.width) == (config.num_steps, h, w)
+    tb = np.asarray(Image.open(io.BytesIO(ev.encoded_image_string)))
+    np.testing.assert_array_equal(tb[..., :3], img)  # the same pixels as the PNG
+
+
+def test_previews_do_not_change_results(tiny_fdp_run, data_dir, tmp_path):
+  """Fold 3 of the fixture ran alone: rerun it without previews, same result."""
+  from mer_jax import train
+  workdir, _, _ = tiny_fdp_run
+  last = _fold_dirs(workdir)[-1]
+  with open(os.path.join(workdir, "folds", last, "result.json")) as f:
+    with_previews = json.load(f)
+  config = _tiny_fdp_config(data_dir, **{"preview_samples": 0,
+                                         "protocol.folds": (with_previews["subject"],)})
+  train.train_and_evaluate(config, str(tmp_path))
+  with open(tmp_path / "folds" / last / "result.json") as f:
+    assert json.load(f) == with_previews
+  assert not os.path.exists(tmp_path / "folds" / last / "dynamic_images.png")
+
+
+def test_no_previews_for_models_without_dynamic_image(tiny_run):
+  from tensorboard.backend.event_processing import event_accumulator
+  workdir, _ = tiny_run
+  for d in _fold_dirs(workdir):
+    assert not os.path.exists(os.path.join(workdir, "folds", d, "dynamic_images.png"))
+    ea = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard", d))
+    ea.Reload()
+    assert ea.Tags()["images"] == []
+
+
+def test_preview_samples_validated():
+  from mer_jax import config_lib
+  c = config_lib.base_config()
+  c.preview_samples = -1
+  with pytest.raises(ValueError, match="preview_samples"):
+    config_lib.validate(c)
