@@ -90,3 +90,54 @@ def fdp_real_corpus(datasets: Sequence[str], num_steps: int = 500,
   c.schedule.warmup_steps = 50
   c.num_steps = num_steps
   return fdp_tiny(c) if tiny else c
+
+
+def fdp_official(datasets: Sequence[str], class_order: Sequence[str],
+                 tiny: bool = False) -> ml_collections.ConfigDict:
+  """The released FDP code (`fdp_official`) with its official schedule.
+
+  As the official train.py: 8 grey 64x64 frames taken with the official
+  stride rule from onset to offset, no augmentation, inputs 2 * grey - 1,
+  batch 36, 501 steps per LOSO fold, Adam(lr 1e-4) with coupled L2 1e-3 on
+  every parameter, no schedule, no gradient clipping, loss CE + 100 * MSE to
+  the dynamic image; classes in the official label order (`class_order`),
+  so a converted official checkpoint's head matches.
+
+  Deliberately not reproduced (FDP_SPEC.md 1, 3): the official per-split
+  scalar re-normalisation, which normalises the test subject with its own
+  statistics; training in eval mode from epoch 2 on; and keeping the epoch
+  with the best test accuracy. Here the model after step 501 is reported.
+  """
+  c = config_lib.base_config()
+  c.input.datasets = tuple(datasets)
+  c.input.class_order = tuple(class_order)
+  c.input.num_frames = 8
+  c.input.temporal_sampling = "stride"
+  c.input.size = 64
+  c.input.channels = 1
+  c.input.mean = 0.5
+  c.input.std = 0.5
+  c.input.targets = ("dynamic_image",)
+  c.input.augment.enabled = False
+  c.input.batch_size = 36
+  c.input.eval_batch_size = 48
+  c.model_name = "fdp_official"
+  c.aux_loss.dy_weight = 100.0
+  c.optimizer.name = "adam"
+  c.optimizer.kwargs = ml_collections.ConfigDict(
+      {"b1": 0.9, "b2": 0.999, "eps": 1e-8})
+  c.optimizer.coupled_weight_decay = 1e-3
+  c.optimizer.grad_clip_norm = 0.0
+  c.schedule.name = "constant"
+  c.schedule.lr = 1e-4
+  c.num_steps = 501
+  if tiny:
+    tiny_schedule(c)
+    # The reduced widths of the reference file (the raw reshape still needs
+    # 8 frames of 4096 features and 64x64 inputs).
+    c.model.stem_chs = (8, 8, 16)
+    c.model.depths = (2, 2, 2, 2)
+    c.model.widths = (16, 24, 32, 48)
+    c.model.fc1_hidden = 32
+    c.model.segnet_widths = (8, 16, 32, 64)
+  return c

@@ -35,6 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.mean = 0.5
   c.input.std = 0.5
   c.input.targets = ()  # e.g. ("dynamic_image",)
+  # Class names in head order (a permutation of the builder's); () = as built.
+  c.input.class_order = ()
   c.input.batch_size = 16  # global
   c.input.eval_batch_size = 32
   c.input.read_threads = 1
@@ -57,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.name = "adamw"  # any optax optimizer taking learning_rate
   c.optimizer.kwargs = ml_collections.ConfigDict({"weight_decay": 1e-4})
   c.optimizer.grad_clip_norm = 1.0  # 0 = off
+  # Coupled L2 (wd * param added to the gradient before the optimizer, as
+  # torch.optim.Adam(weight_decay=)); 0 = off. Not AdamW's decoupled decay.
+  c.optimizer.coupled_weight_decay = 0.0
   c.schedule = ml_collections.ConfigDict()
   c.schedule.name = "warmup_cosine"  # constant | warmup_cosine
   c.schedule.lr = 1e-3

@@ -79,6 +79,8 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   if fn is None:
     raise ValueError(f"config.optimizer.name={o.name!r} is not an optax optimizer")
   tx = fn(learning_rate=make_schedule(config), **o.kwargs.to_dict())
+  if o.coupled_weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(o.coupled_weight_decay), tx)
   if o.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), tx)
   return tx
@@ -646,7 +648,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   corpus = sources.load_corpus(list(config.input.datasets),
                                config.input.data_dir or None,
                                auto_build=config.input.auto_build,
-                               show_progress=config.progress)
+                               show_progress=config.progress,
+                               class_order=config.input.class_order)
   num_classes = len(corpus.class_names)
   model_module = models.get_module(config.model_name)
   model = models.get_model(config.model_name, num_classes, **config.model.to_dict())

@@ -29,14 +29,18 @@ MAKERS = {"casme2": cf.make_casme2, "samm": cf.make_samm, "smic": cf.make_smic,
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-  """data_dir holding every fixture micro corpus' `3class_112` build."""
+  """data_dir holding every fixture micro corpus' `3class_112` build (+ more)."""
   data_dir = str(tmp_path_factory.mktemp("tfds_corpora"))
   for name, make in MAKERS.items():
     manual = str(tmp_path_factory.mktemp(name))
     make(manual)
     # CAS(ME)^2's fixture has one subject with 3-class micro clips, two
     # with 4-class ones: build both protocols.
-    for protocol in ("3class", "4class") if name == "casme_sq" else ("3class",):
+    # CASME II and SAMM: also 5-class, for the fdp_official configs.
+    protocols = {"casme_sq": ("3class", "4class"),
+                 "casme2": ("3class", "5class"),
+                 "samm": ("3class", "5class")}.get(name, ("3class",))
+    for protocol in protocols:
       b = tfds.builder(f"{name}/{protocol}_112", data_dir=data_dir,
                        file_format="array_record", alignment="none")
       b.download_and_prepare(
@@ -97,6 +101,39 @@ def test_train_through_each_corpus_config(built, tmp_path, module, arg):
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
   results = train.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), fixture.class_names, fold)
+
+
+@pytest.mark.parametrize("module", ["fdp_official_casme2", "fdp_official_samm"])
+def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
+                                                           module):
+  """configs/fdp_official_*.py: the released model, official label order."""
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  c = _config(module, "tiny")
+  (dataset,) = c.input.datasets
+  as_built = sources.load_corpus([dataset], built, auto_build=False,
+                                 show_progress=False)
+  assert c.input.class_order[0] == "surprise"
+  assert tuple(c.input.class_order) != as_built.class_names
+  relabelled = sources.load_corpus([dataset], built, auto_build=False,
+                                   show_progress=False,
+                                   class_order=c.input.class_order)
+  for a, b in zip(as_built.clips, relabelled.clips):
+    assert relabelled.class_names[b.label] == as_built.class_names[a.label]
+  fold = as_built.subjects[0]
+  c = _config(module, "tiny", **{
+      "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
+      "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
+  results = train.train_and_evaluate(c, str(tmp_path))
+  _check(results, str(tmp_path), c.input.class_order, fold)
+
+
+def test_class_order_must_be_a_permutation(built):
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  with pytest.raises(sources.DatasetError, match="not a permutation"):
+    sources.load_corpus(["casme2/5class_112"], built, auto_build=False,
+                        show_progress=False,
+                        class_order=("surprise", "happiness"))
 
 
 def test_single_subject_corpus_is_a_clear_error(built, tmp_path):

@@ -155,11 +155,15 @@ def _text(x) -> str:
 
 
 def load_corpus(names: Sequence[str], data_dir: str | None = None,
-                auto_build: bool = True, show_progress: bool = True) -> Corpus:
+                auto_build: bool = True, show_progress: bool = True,
+                class_order: Sequence[str] = ()) -> Corpus:
   """Opens every subject split of each dataset and indexes subject and label.
 
   Label and subject are parsed from each record once (frames are not decoded).
   Clips with label -1 are excluded from the protocol and counted.
+  `class_order` (a permutation of the builder's class names) renumbers the
+  labels, e.g. to match the head of a converted official checkpoint; empty
+  keeps the builder's order.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   data_dir = data_dir or default_data_dir()
@@ -194,6 +198,17 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
                 "excluded from training and evaluation.", excluded)
   if not clips:
     raise DatasetError(f"No clips with a label in {list(names)}.")
+  if class_order:
+    class_order = tuple(class_order)
+    if sorted(class_order) != sorted(class_names):
+      raise DatasetError(
+          f"config.input.class_order {list(class_order)} is not a permutation "
+          f"of the classes of {list(names)}: {list(class_names)}. List each "
+          "of those names once, or leave it empty for the builder's order.")
+    new = {c: i for i, c in enumerate(class_order)}
+    clips = [dataclasses.replace(c, label=new[class_names[c.label]])
+             for c in clips]
+    class_names = class_order
   return Corpus(tuple(names), class_names, sources, clips, excluded)
 
 
