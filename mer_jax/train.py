@@ -257,19 +257,27 @@ class Sharder:
       raise ValueError(f"config.input.{what}={batch_size} is not divisible by "
                        f"the {self.size} devices of the mesh.")
 
-  def put_batch(self, batch: dict[str, np.ndarray],
-                stacked: bool = False) -> dict[str, jax.Array]:
-    """Every process holds the same global batch; each feeds its own devices.
+  def put_batch(self, batch: dict[str, np.ndarray], stacked: bool = False,
+                process_local: bool = False) -> dict[str, jax.Array]:
+    """Host batch -> global arrays sharded over the mesh's batch axes.
 
-    `stacked`: arrays are `[K, B, ...]` (K folds); the batch axis is axis 1.
+    `process_local`: each process holds its own consecutive `B / n` rows of
+    the global batch (training: `pipeline.train_dataset(shard_index=...)`);
+    otherwise every process holds the whole global batch (evaluation) and
+    feeds its slice. `stacked`: arrays are `[K, B, ...]` (K folds), the batch
+    axis is axis 1.
     """
     n, pid = jax.process_count(), jax.process_index()
     sharding = self.stacked_data if stacked else self.data
+    axis = int(stacked)
 
     def put(x):
       if n == 1:
         return jax.device_put(x, sharding)
-      local = x.shape[int(stacked)] // n
+      if process_local:
+        shape = x.shape[:axis] + (x.shape[axis] * n,) + x.shape[axis + 1:]
+        return jax.make_array_from_process_local_data(sharding, x, shape)
+      local = x.shape[axis] // n
       part = x[:, pid * local:(pid + 1) * local] if stacked else x[pid * local:(pid + 1) * local]
       return jax.make_array_from_process_local_data(sharding, part, x.shape)
 
@@ -392,7 +400,8 @@ class Fold:
   def batches(self, start: int):
     return pipeline.train_dataset(
         self.corpus, self.train_clips, self.config.input,
-        self.config.input.batch_size, seed=self.data_seed, start_step=start)
+        self.config.input.batch_size, seed=self.data_seed, start_step=start,
+        shard_index=jax.process_index(), shard_count=jax.process_count())
 
   def after_step(self, run: "FoldRun", state, done: int) -> None:
     """Selection and checkpointing after step `done` (1-based)."""
@@ -422,7 +431,7 @@ class Fold:
                disable=not config.progress or jax.process_index() != 0,
                dynamic_ncols=True)
     for step in bar:
-      batch = self.sharder.put_batch(next(batches))
+      batch = self.sharder.put_batch(next(batches), process_local=True)
       state, metrics = self.train_step(state, batch, run.step_rng)
       pending.append((step + 1, metrics))
       done = step + 1
@@ -576,7 +585,8 @@ def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
     return jax.device_put(jax.tree.map(lambda x: x[k], stacked), state_sharding)
 
   for step in bar:
-    batch = sharder.put_batch(_stack_host([next(it) for it in iters]), stacked=True)
+    batch = sharder.put_batch(_stack_host([next(it) for it in iters]),
+                              stacked=True, process_local=True)
     stacked, metrics = vstep(stacked, batch, rngs)
     pending.append((step + 1, metrics))
     done = step + 1

@@ -180,3 +180,23 @@ def test_pipeline_batches_carry_apex_index():
   cfg = _input_cfg("interpolate")
   got = pipeline.LoadClip(corpus, corpus.clips, cfg)(0)["apex_index"]
   assert got == 2 and got.dtype == np.int32
+
+
+@pytest.mark.parametrize("start", [0, 3])
+def test_process_shards_of_train_batches_make_the_global_batch(start):
+  """Each process decodes only its rows; together they are the 1-process batch."""
+  corpus = _corpus([(0, 3, 9)] * 10)
+  cfg = _input_cfg()
+  one = pipeline.train_dataset(corpus, corpus.clips, cfg, 4, seed=7,
+                               start_step=start)
+  parts = [pipeline.train_dataset(corpus, corpus.clips, cfg, 4, seed=7,
+                                  start_step=start, shard_index=p,
+                                  shard_count=2) for p in range(2)]
+  for _ in range(4):
+    want = next(one)
+    got = [next(it) for it in parts]
+    assert [g["index"].shape for g in got] == [(2,), (2,)]
+    for k in want:
+      np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
+  with pytest.raises(ValueError, match="not divisible"):
+    pipeline.train_dataset(corpus, corpus.clips, cfg, 3, seed=0, shard_count=2)

@@ -135,8 +135,18 @@ class Normalize:
 
 def train_dataset(corpus: Corpus, clips: Sequence[Clip],
                   cfg: ml_collections.ConfigDict, batch_size: int, seed: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite iterator of training batches, starting at batch `start_step`."""
+                  start_step: int = 0, shard_index: int = 0,
+                  shard_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite iterator of training batches, starting at global batch `start_step`.
+
+  With `shard_count` processes, process `shard_index` gets its own
+  `batch_size // shard_count` consecutive rows of every global batch of
+  `batch_size` (the global batch, and each row's augmentation, do not
+  depend on the process count). Only those rows' clips are decoded.
+  """
+  if batch_size % shard_count:
+    raise ValueError(f"batch_size {batch_size} is not divisible by the "
+                     f"{shard_count} processes.")
   ds = (grain.MapDataset.source(list(range(len(clips))))
         .seed(seed)
         .shuffle()
@@ -144,8 +154,11 @@ def train_dataset(corpus: Corpus, clips: Sequence[Clip],
         .map(LoadClip(corpus, clips, cfg)))
   if cfg.augment.enabled:
     ds = ds.random_map(Augment(cfg.augment))
-  ds = ds.map(Normalize(cfg)).batch(batch_size, drop_remainder=True)
-  ds = ds[start_step:]
+  ds = ds.map(Normalize(cfg)).batch(batch_size // shard_count,
+                                    drop_remainder=True)
+  # Global batch k = local batches k*n .. k*n + n-1 (n processes): take ours.
+  # Elements keep their global positions, so augmentation seeds agree.
+  ds = ds[start_step * shard_count + shard_index::shard_count]
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
                                             prefetch_buffer_size=cfg.prefetch))
   if cfg.workers > 0:
