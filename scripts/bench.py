@@ -1,36 +1,72 @@
 #!/usr/bin/env python
-"""Times the jitted `fdp_official` training step (full official widths).
+r"""Benchmarks: the FDP train step against PyTorch, fold-parallel LOSO, input.
 
-Usage:
-  python scripts/bench.py [--batch 8] [--steps 5] [--warmup 2] [--out bench.json]
+  python scripts/bench.py --json bench.json
+  python scripts/bench.py --sections fdp_train_step --fdp_width small   # quick
 
-Official shapes: batch 8, T=8, 64x64 grey, the official loss (CE + 100 * DI
-MSE) and Adam(lr 1e-4) with coupled L2 1e-3, train mode (BatchNorm batch
-stats, stochastic depth on, as in the official first epoch). Prints a table
-and writes JSON with the median step time and clips/s. Reference: the
-official PyTorch step takes ~3.72 s on a quiet 2-core CPU machine.
+Sections (`--sections`, comma-separated; all by default), printed as a table
+and written with `--json OUT` as
+`{"fdp_train_step": {...}, "fold_parallel": [...], "input_pipeline": {...},
+  "memory": {...}, "machine": {...}}`:
+
+  fdp_train_step: the jitted `fdp_official` training step at the official
+    shapes (batch 8, 8 grey 64x64 frames, CE + 100 x DI MSE, Adam 1e-4 with
+    coupled L2 1e-3, train mode) against the same step of our PyTorch
+    transcription of the official model (`scripts/fdp_torch.py`, needs the
+    `bench` extra: torch) on the same machine with the same thread count;
+    clips/s and the ratio. Also the step's FLOPs (XLA cost analysis), the
+    FLOP rate reached and this machine's fp32 matmul rate, i.e. how close
+    the step is to what the hardware allows. Without torch the torch entries
+    are null and the reason is printed.
+  fold_parallel: K = 1, 2, 4, 8 LOSO folds trained in one vmapped program
+    (`protocol.parallel_folds`) against K sequential steps, for `--config`.
+  input_pipeline: clips/s the grain training pipeline delivers for
+    `--config` (decode, temporal sampling, augmentation, batching) against
+    the clips/s one train step consumes.
+  memory: peak resident memory of this process, and the devices' peak
+    memory when the backend reports it (GPU/TPU).
+
+Numbers depend on the machine and its load: the load average is recorded
+before and after each section. Compare only numbers from one run.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
+from typing import Any, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from mer_jax import fdp_reference  # noqa: E402
-from mer_jax.models import fdp_official  # noqa: E402
+SECTIONS = ("fdp_train_step", "fold_parallel", "input_pipeline")
 
-TORCH_BASELINE_S = 3.72
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", "configs/fdp_synthetic.py",
+    "Config whose model and input the fold_parallel / input_pipeline "
+    "sections measure.")
+flags.DEFINE_string("json", None, "Write the results as JSON here.")
+flags.DEFINE_list("sections", list(SECTIONS), "Sections to run.")
+flags.DEFINE_integer("steps", 5, "Timed steps per measurement (median).")
+flags.DEFINE_integer("warmup", 2, "Untimed steps before each measurement.")
+flags.DEFINE_integer("fdp_batch", 8, "Batch of the FDP train step.")
+flags.DEFINE_enum("fdp_width", "full", ["full", "small"],
+                  "full: the official model; small: the reduced widths of "
+                  "the reference file (a quick smoke run).")
+flags.DEFINE_integer("threads", None,
+                     "PyTorch intra-op threads (default: all cores, as XLA "
+                     "uses on the CPU).")
+flags.DEFINE_list("folds", ["1", "2", "4", "8"], "K values for fold_parallel.")
 
 
 def _loadavg() -> list[float] | None:
@@ -40,74 +76,284 @@ def _loadavg() -> list[float] | None:
     return None
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--out", default="bench.json")
-  args = parser.parse_args(argv)
+def _time(fn: Callable[[], Any], steps: int, warmup: int) -> dict[str, float]:
+  """Median / min / max wall seconds and median CPU/wall of `fn()`."""
+  wall, cpu = [], []
+  for i in range(warmup + steps):
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    w, c = time.perf_counter() - w0, time.process_time() - c0
+    if i >= warmup:
+      wall.append(w)
+      cpu.append(c / w)
+  return {"median_s": statistics.median(wall), "min_s": min(wall),
+          "max_s": max(wall), "cpu_over_wall": statistics.median(cpu)}
 
-  model = fdp_official.Model()
+
+def matmul_gflops(n: int = 2048) -> float:
+  """This machine's fp32 [n, n] @ [n, n] rate under XLA (best of 5)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x = jnp.ones((n, n), jnp.float32)
+  f = jax.jit(lambda a, b: a @ b).lower(x, x).compile()
+  jax.block_until_ready(f(x, x))
+  best = min(_once(lambda: jax.block_until_ready(f(x, x))) for _ in range(5))
+  return 2 * n ** 3 / best / 1e9
+
+
+def _once(fn) -> float:
+  t = time.perf_counter()
+  fn()
+  return time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------
+# FDP train step: JAX vs PyTorch.
+
+
+def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
+                         threads: int) -> dict[str, Any]:
+  """Times the official FDP train step in JAX and (if installed) PyTorch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mer_jax import fdp_reference  # pylint: disable=g-import-not-at-top
+  from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
+
+  cfg = fdp_official.FULL_CONFIG if width == "full" else fdp_official.SMALL_CONFIG
+  model = fdp_official.Model(**cfg)
   tx = fdp_reference.official_optimizer()
   rng = np.random.default_rng(0)
-  b = args.batch
-  frames = jnp.asarray(rng.uniform(-1, 1, (b, 8, 64, 64, 1)), jnp.float32)
-  labels = jnp.asarray(rng.integers(0, 5, (b,)), jnp.int32)
-  di = jnp.asarray(rng.uniform(0, 1, (b, 64, 64)), jnp.float32)
+  frames = jnp.asarray(rng.standard_normal((batch, 8, 64, 64, 1)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 5, (batch,)), jnp.int32)
+  di = jnp.asarray(rng.integers(0, 256, (batch, 64, 64)) / 255.0, jnp.float32)
 
   t0 = time.perf_counter()
   variables = jax.jit(lambda k: model.init(k, frames[:1], train=False))(
       jax.random.key(0))
-  params, bstats = variables["params"], variables["batch_stats"]
-  opt_state = tx.init(params)
-  n_params = sum(x.size for x in jax.tree.leaves(params))
-  step = jax.jit(fdp_reference.make_train_step(model, tx), donate_argnums=(0, 1, 2))
-  key = jax.random.key(1)
-  compiled = step.lower(params, bstats, opt_state, frames, labels, di,
-                        key).compile()
+  box = [variables["params"], variables["batch_stats"],
+         tx.init(variables["params"])]
+  n_params = sum(x.size for x in jax.tree.leaves(box[0]))
+  step = jax.jit(fdp_reference.make_train_step(model, tx, return_grads=False),
+                 donate_argnums=(0, 1, 2))
+  lowered = step.lower(*box, frames, labels, di, jax.random.key(1))
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  flops = float((lowered.cost_analysis() or {}).get("flops", 0.0))
+  keys = iter(jax.random.split(jax.random.key(1), warmup + steps))
 
-  times, cpu = [], []
-  for i in range(args.warmup + args.steps):
-    key, sub = jax.random.split(key)
-    w0, c0 = time.perf_counter(), time.process_time()
-    params, bstats, opt_state, out = compiled(
-        params, bstats, opt_state, frames, labels, di, sub)
-    jax.block_until_ready((params, out["losses"]["final"]))
-    w, c = time.perf_counter() - w0, time.process_time() - c0
-    if i >= args.warmup:
-      times.append(w)
-      cpu.append(c)
-  med = statistics.median(times)
-  result = {
-      "model": "fdp_official (full)", "n_params": int(n_params),
-      "batch": b, "frames": 8, "hw": 64,
-      "devices": [str(d) for d in jax.devices()],
-      "backend": jax.default_backend(), "jax": jax.__version__,
-      "cpu_count": os.cpu_count(), "machine": platform.processor() or
-      platform.machine(),
-      "compile_s": round(compile_s, 1),
-      "step_s_median": round(med, 3), "step_s_min": round(min(times), 3),
-      "step_s_max": round(max(times), 3),
-      "cpu_over_wall_median": round(statistics.median(
-          c / w for c, w in zip(cpu, times)), 2),
-      "clips_per_s": round(b / med, 3),
-      "torch_baseline_step_s": TORCH_BASELINE_S,
-      "speedup_vs_torch": round(TORCH_BASELINE_S / med, 2),
-      "loadavg_after": _loadavg(),
-      "final_loss": float(out["losses"]["final"]),
+  def run():
+    *box[:], out = compiled(*box, frames, labels, di, next(keys))
+    jax.block_until_ready(out["losses"]["final"])
+
+  jax_t = _time(run, steps, warmup)
+  del box[:]
+  peak = matmul_gflops()
+  result: dict[str, Any] = {
+      "model": f"fdp_official ({width})", "n_params": int(n_params),
+      "batch": batch, "input": [8, 64, 64, 1],
+      "jax_step_s": round(jax_t["median_s"], 3),
+      "jax_step_s_range": [round(jax_t["min_s"], 3), round(jax_t["max_s"], 3)],
+      "jax_cpu_over_wall": round(jax_t["cpu_over_wall"], 2),
+      "jax_clips_per_s": round(batch / jax_t["median_s"], 3),
+      "jax_compile_s": round(compile_s, 1),
+      "step_gflop": round(flops / 1e9, 1),
+      "jax_gflops": round(flops / 1e9 / jax_t["median_s"], 1),
+      "fp32_matmul_gflops": round(peak, 1),
+      "torch_step_s": None, "torch_clips_per_s": None, "speedup": None,
+      "torch_threads": threads, "torch": None, "torch_skipped": None,
   }
-  print(f"{'model':<22}{'batch':>6}{'median s':>10}{'min s':>8}{'max s':>8}"
-        f"{'clips/s':>9}{'vs torch':>9}")
-  print(f"{'fdp_official (full)':<22}{b:>6}{med:>10.3f}{min(times):>8.3f}"
-        f"{max(times):>8.3f}{b / med:>9.2f}{TORCH_BASELINE_S / med:>8.2f}x")
-  print(f"compile {compile_s:.1f} s, loadavg {result['loadavg_after']}, "
-        f"devices {result['devices']}")
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=1)
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import fdp_torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    result["torch_skipped"] = (
+        f"PyTorch is not installed ({e}); install the `bench` extra "
+        "(pip install -e '.[bench]') to time the PyTorch step side by side.")
+    print(result["torch_skipped"])
+    return result
+  t = fdp_torch.time_train_step(batch=batch, warmup=warmup, reps=steps,
+                                threads=threads, model_kwargs=cfg)
+  result.update({
+      "torch": torch.__version__,
+      "torch_step_s": round(t["median_s"], 3),
+      "torch_step_s_range": [round(t["min_s"], 3), round(t["max_s"], 3)],
+      "torch_clips_per_s": round(batch / t["median_s"], 3),
+      "torch_gflops": round(flops / 1e9 / t["median_s"], 1),
+      "speedup": round(t["median_s"] / jax_t["median_s"], 2),
+  })
+  return result
+
+
+# ----------------------------------------------------------------------------
+# LOSO machinery: fold-parallel steps and the input pipeline.
+
+
+def _loso_setup(config):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from mer_jax import models, train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  corpus = sources.load_corpus(list(config.input.datasets),
+                               config.input.data_dir or None,
+                               show_progress=False)
+  it = pipeline.train_dataset(corpus, corpus.clips, config.input,
+                              config.input.batch_size, seed=0)
+  model = models.get_model(config.model_name, len(corpus.class_names),
+                           **config.model.to_dict())
+  tx = train.make_optimizer(config)
+  aux = getattr(models.get_module(config.model_name), "aux_losses", None)
+  step = train.make_train_step(model, tx, aux, config.aux_loss.to_dict())
+  batch = {k: jnp.asarray(v) for k, v in next(it).items()}
+
+  def states(k):
+    return [train.create_train_state(model, tx, config, jax.random.key(i))
+            for i in range(k)]
+  return it, step, batch, states
+
+
+def bench_input_pipeline(config, it, step_clips_per_s: float, steps: int,
+                         warmup: int) -> dict[str, Any]:
+  b = config.input.batch_size
+  t = _time(lambda: next(it), max(steps, 5), warmup)
+  rate = b / t["median_s"]
+  return {"batch": b, "workers": config.input.workers,
+          "batch_s": round(t["median_s"], 4), "clips_per_s": round(rate, 1),
+          "train_step_clips_per_s": round(step_clips_per_s, 1),
+          "headroom": round(rate / step_clips_per_s, 2)}
+
+
+def bench_fold_parallel(step, batch, states, ks, steps: int, warmup: int
+                        ) -> tuple[list[dict[str, Any]], float]:
+  """K folds in one vmapped step vs K sequential single-fold steps."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  b = int(batch["frames"].shape[0])
+  rng = jax.random.key(0)
+  single = jax.jit(step, donate_argnums=0)
+  box = [states(1)[0]]
+
+  def run_single():
+    box[0], m = single(box[0], batch, rng)
+    jax.block_until_ready(m)
+
+  seq = _time(run_single, steps, warmup)["median_s"]
+  vstep = jax.jit(jax.vmap(step), donate_argnums=0)
+  rows = []
+  for k in ks:
+    sbox = [jax.tree.map(lambda *xs: jnp.stack(xs), *states(k))]
+    sbatch = jax.tree.map(lambda x: jnp.stack([x] * k), batch)
+    rngs = jax.random.split(rng, k)
+
+    def run_k():
+      sbox[0], m = vstep(sbox[0], sbatch, rngs)
+      jax.block_until_ready(m)
+
+    t = _time(run_k, steps, warmup)["median_s"]
+    rows.append({"k": k, "step_s": round(t, 4),
+                 "clips_per_s": round(k * b / t, 1),
+                 "sequential_clips_per_s": round(b / seq, 1),
+                 "speedup": round(k * seq / t, 2)})
+  return rows, b / seq
+
+
+def memory_stats() -> dict[str, Any]:
+  import jax  # pylint: disable=g-import-not-at-top
+  out: dict[str, Any] = {"peak_rss_mb": round(
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+  devices = []
+  for d in jax.local_devices():
+    stats = d.memory_stats() if hasattr(d, "memory_stats") else None
+    if stats:
+      devices.append({"device": str(d), "peak_mb": round(
+          stats.get("peak_bytes_in_use", 0) / 2 ** 20, 1)})
+  out["device_peak"] = devices or None
+  return out
+
+
+# ----------------------------------------------------------------------------
+
+
+def print_table(r: dict[str, Any]) -> None:
+  m = r["machine"]
+  print(f"\n{m['processor']} x{m['cpu_count']}, {m['backend']} "
+        f"{m['devices']}, jax {m['jax']}, load {m['loadavg_start']} -> "
+        f"{m['loadavg_end']}")
+  f = r.get("fdp_train_step")
+  if f:
+    print(f"\nFDP train step, {f['model']}, batch {f['batch']}, "
+          f"{f['step_gflop']} GFLOP/step")
+    print(f"{'':<10}{'s/step':>9}{'clips/s':>9}{'GFLOP/s':>9}")
+    print(f"{'jax':<10}{f['jax_step_s']:>9.3f}{f['jax_clips_per_s']:>9.2f}"
+          f"{f['jax_gflops']:>9.1f}")
+    if f["torch_step_s"] is not None:
+      print(f"{'torch':<10}{f['torch_step_s']:>9.3f}"
+            f"{f['torch_clips_per_s']:>9.2f}{f['torch_gflops']:>9.1f}"
+            f"   ({f['torch_threads']} threads, torch {f['torch']})")
+      print(f"speed-up jax/torch: {f['speedup']:.2f}x (goal >= 2x)")
+    else:
+      print(f"torch: skipped ({f['torch_skipped']})")
+    print(f"fp32 matmul on this machine: {f['fp32_matmul_gflops']} GFLOP/s, "
+          f"so a step cannot take less than "
+          f"{f['step_gflop'] / f['fp32_matmul_gflops']:.2f} s here")
+  if r.get("fold_parallel"):
+    print(f"\nfold-parallel LOSO, {r['loso_config']}")
+    print(f"{'K':>3}{'s/step':>10}{'clips/s':>10}{'sequential':>12}{'speed-up':>10}")
+    for row in r["fold_parallel"]:
+      print(f"{row['k']:>3}{row['step_s']:>10.4f}{row['clips_per_s']:>10.1f}"
+            f"{row['sequential_clips_per_s']:>12.1f}{row['speedup']:>9.2f}x")
+  p = r.get("input_pipeline")
+  if p:
+    print(f"\ninput pipeline, {r['loso_config']}: {p['clips_per_s']} clips/s "
+          f"({p['workers']} workers) vs train step {p['train_step_clips_per_s']}"
+          f" clips/s: {p['headroom']}x headroom")
+  mem = r["memory"]
+  print(f"\npeak RSS {mem['peak_rss_mb']} MB; device peak {mem['device_peak']}")
+
+
+def main(argv) -> int:
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  unknown = sorted(set(FLAGS.sections) - set(SECTIONS))
+  if unknown:
+    print(f"Unknown --sections {unknown}; choose from {list(SECTIONS)}",
+          file=sys.stderr)
+    return 2
+  threads = FLAGS.threads or os.cpu_count() or 1
+  result: dict[str, Any] = {"machine": {
+      "processor": platform.processor() or platform.machine(),
+      "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
+      "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+      "loadavg_start": _loadavg()}}
+  if "fdp_train_step" in FLAGS.sections:
+    result["fdp_train_step"] = bench_fdp_train_step(
+        FLAGS.fdp_batch, FLAGS.fdp_width, FLAGS.steps, FLAGS.warmup, threads)
+  loso = [s for s in ("fold_parallel", "input_pipeline") if s in FLAGS.sections]
+  if loso:
+    config = FLAGS.config
+    result["loso_config"] = (f"{FLAGS['config'].config_filename}: "
+                             f"{config.model_name}, batch "
+                             f"{config.input.batch_size}, "
+                             f"{config.input.num_frames}x{config.input.size}^2"
+                             f"x{config.input.channels}")
+    it, step, batch, states = _loso_setup(config)
+    rows, step_rate = bench_fold_parallel(
+        step, batch, states, [int(k) for k in FLAGS.folds]
+        if "fold_parallel" in loso else [], FLAGS.steps, FLAGS.warmup)
+    if "fold_parallel" in loso:
+      result["fold_parallel"] = rows
+    if "input_pipeline" in loso:
+      result["input_pipeline"] = bench_input_pipeline(
+          config, it, step_rate, FLAGS.steps, FLAGS.warmup)
+  result["memory"] = memory_stats()
+  result["machine"]["loadavg_end"] = _loadavg()
+  print_table(result)
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump(result, f, indent=1)
+    print(f"wrote {FLAGS.json}")
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  app.run(main)
