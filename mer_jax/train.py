@@ -555,6 +555,10 @@ def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
   Each fold keeps its own initialisation, data order, rng, checkpoints and
   selection, so its result equals the fold trained alone (to float
   tolerance). Folds resumed at different steps fall back to one by one.
+  A group smaller than `protocol.parallel_folds` (the last one, or one with
+  folds already done) is padded with copies of its last fold, whose outputs
+  are dropped: the fold axis keeps its size, so it still splits over
+  `mesh.folds` and the step is not compiled again.
   """
   todo = [f for f in folds if f.done() is None]
   if len(todo) <= 1:
@@ -567,11 +571,12 @@ def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
       r.writer.close()
     return [f.run(num_folds) for f in folds]
   start = runs[0].start
-  stacked = jax.device_put(_stack([r.state for r in runs]),
+  pad = max(int(config.protocol.parallel_folds) - len(runs), 0)
+  stacked = jax.device_put(_stack([r.state for r in runs] + [runs[-1].state] * pad),
                            sharder.stacked(state_sharding))
   for r in runs:
     r.state = None  # the stacked copy is the live one
-  rngs = jnp.stack([r.step_rng for r in runs])
+  rngs = jnp.stack([r.step_rng for r in runs] + [runs[-1].step_rng] * pad)
   iters = [f.batches(start) for f in todo]
   schedule = make_schedule(config)
   pending = []
@@ -585,7 +590,8 @@ def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
     return jax.device_put(jax.tree.map(lambda x: x[k], stacked), state_sharding)
 
   for step in bar:
-    batch = sharder.put_batch(_stack_host([next(it) for it in iters]),
+    host_batches = [next(it) for it in iters]
+    batch = sharder.put_batch(_stack_host(host_batches + host_batches[-1:] * pad),
                               stacked=True, process_local=True)
     stacked, metrics = vstep(stacked, batch, rngs)
     pending.append((step + 1, metrics))
@@ -722,6 +728,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for fold in fold_objs:
       fold_results.append(fold.run(len(folds)))
   else:
+    if k % config.mesh.folds:
+      raise ValueError(f"config.protocol.parallel_folds={k} must be a multiple "
+                       f"of config.mesh.folds={config.mesh.folds}: the fold "
+                       "axis of each group is split over mesh.folds devices.")
     stacked_sharding = sharder.stacked(state_sharding)
     vstep = jax.jit(jax.vmap(make_train_step(model, tx, aux_losses,
                                              config.aux_loss.to_dict())),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "baseline_synthetic.py")
@@ -134,10 +135,20 @@ def test_fold_parallel_matches_sequential(data_dir, tmp_path):
   train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 3}), str(tmp_path / "k3"))
   train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 2, "mesh.folds": 2}),
                            str(tmp_path / "k2"))
+  # 3 folds in a group of 4 split over 4 devices: padded with a copy.
+  train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 4, "mesh.folds": 4}),
+                           str(tmp_path / "k4"))
   seq = _all_probs(str(tmp_path / "seq"))
   assert len(seq) == 3
-  for run in ("k3", "k2"):
+  for run in ("k3", "k2", "k4"):
     par = _all_probs(str(tmp_path / run))
     assert par.keys() == seq.keys()
     for k in seq:
       np.testing.assert_allclose(par[k], seq[k], atol=2e-4, err_msg=f"{run} {k}")
+
+
+def test_parallel_folds_must_split_over_mesh_folds(data_dir, tmp_path):
+  from mer_jax import train
+  c = _tiny(data_dir, **{"protocol.parallel_folds": 3, "mesh.folds": 2})
+  with pytest.raises(ValueError, match="multiple of config.mesh.folds"):
+    train.train_and_evaluate(c, str(tmp_path))
