@@ -78,14 +78,17 @@ def summarize_folds(folds: Sequence[dict[str, Any]],
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
                    title: str) -> None:
   """Writes a row-normalised confusion matrix with counts as a PNG."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A bare Figure on an Agg canvas: no pyplot, so the caller's matplotlib
+  # backend (e.g. inline plots in a notebook) is left alone.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   cm = np.asarray(cm)
   rows = cm.sum(axis=1, keepdims=True)
   frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
   k = len(class_names)
-  fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
+  fig = Figure(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
+  FigureCanvasAgg(fig)
+  ax = fig.subplots()
   im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
   ax.set_xticks(range(k), class_names, rotation=45, ha="right")
   ax.set_yticks(range(k), class_names)
@@ -99,4 +102,3 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
   fig.colorbar(im, ax=ax, fraction=0.046, label="row fraction (recall)")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
-  plt.close(fig)

@@ -60,15 +60,17 @@ def dynamic_image_grid(frames: np.ndarray, target: np.ndarray | None,
     uint8 `[height, width, 3]` RGB, `(height, width) = grid_size(N, T,
     target is not None)`.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A bare Figure on an Agg canvas: no pyplot, so the caller's matplotlib
+  # backend (e.g. inline plots in a notebook) is left alone.
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   frames = np.asarray(frames)
   n, t = frames.shape[:2]
   with_target = target is not None
   cols = t + 1 + int(with_target)
   h_px, w_px = grid_size(n, t, with_target)
-  fig = plt.figure(figsize=(w_px / DPI, h_px / DPI), dpi=DPI)
+  fig = Figure(figsize=(w_px / DPI, h_px / DPI), dpi=DPI)
+  canvas = FigureCanvasAgg(fig)
   fig_h = HEADER + n * (PANEL + TITLE)
   fig_w = cols * PANEL
   pad = 0.03  # inches of white between panels
@@ -105,10 +107,8 @@ def dynamic_image_grid(frames: np.ndarray, target: np.ndarray | None,
   if title:
     fig.text(0.05 / fig_w, 1 - 0.03 / fig_h, title, fontsize=8, va="top",
              ha="left", weight="bold")
-  fig.canvas.draw()
-  rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-  plt.close(fig)
-  return rgb
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def save_png(image: np.ndarray, path: str) -> None:

@@ -322,10 +322,11 @@ def image_grid(batch: dict[str, np.ndarray], residual: np.ndarray,
 
 
 def plot_losses(history: list[dict[str, float]], path: str) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6, 4))
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=(6, 4))  # no pyplot: the caller's backend is kept
+  FigureCanvasAgg(fig)
+  ax = fig.subplots()
   steps = [h["step"] for h in history]
   for key in sorted(k for k in history[0] if k.startswith("loss")):
     ax.plot(steps, [h[key] for h in history], label=key)
@@ -336,7 +337,6 @@ def plot_losses(history: list[dict[str, float]], path: str) -> None:
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def save_branches(params: Any, path: str) -> None:
