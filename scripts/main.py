@@ -6,7 +6,9 @@ r"""Trains and evaluates a model under a protocol (LOSO by default).
 
 Multi-host: start one process per host with --coordinator_address host:port
 --num_processes N --process_id i (on CPU, also set
-XLA_FLAGS=--xla_force_host_platform_device_count=K).
+XLA_FLAGS=--xla_force_host_platform_device_count=K). On a TPU pod slice, or
+under SLURM / Open MPI, run the same command everywhere with --distributed:
+`jax.distributed.initialize()` then reads the topology from the environment.
 """
 
 import logging
@@ -28,6 +30,9 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results."
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
 flags.DEFINE_integer("num_processes", 1, "Number of processes (multi-host).")
 flags.DEFINE_integer("process_id", 0, "This process' index (multi-host).")
+flags.DEFINE_bool("distributed", False,
+                  "Call jax.distributed.initialize() with no arguments (TPU "
+                  "pod slices, SLURM, Open MPI detect the cluster).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
@@ -38,7 +43,9 @@ def main(argv):
   # the terminal; keep those at WARNING and mer_jax's own at INFO.
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("mer_jax").setLevel(logging.INFO)
-  if FLAGS.num_processes > 1:
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  elif FLAGS.num_processes > 1:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
   from mer_jax import train  # pylint: disable=g-import-not-at-top
