@@ -24,6 +24,8 @@ dlib and face_recognition_models are optional: `pip install 'mer-jax[faces]'`.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 from typing import Sequence
 
 import numpy as np
@@ -46,12 +48,15 @@ def _dlib_models():
     import dlib  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError(_INSTALL_HINT) from e
-  try:
-    import face_recognition_models  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(_INSTALL_HINT) from e
-  sp5 = dlib.shape_predictor(
-      face_recognition_models.pose_predictor_five_point_model_location())
+  # Located as a package file, not imported: face_recognition_models'
+  # __init__ imports pkg_resources, which setuptools >= 81 no longer ships.
+  spec = importlib.util.find_spec("face_recognition_models")
+  path = None if spec is None or not spec.submodule_search_locations else (
+      os.path.join(list(spec.submodule_search_locations)[0], "models",
+                   "shape_predictor_5_face_landmarks.dat"))
+  if path is None or not os.path.exists(path):
+    raise ImportError(_INSTALL_HINT)
+  sp5 = dlib.shape_predictor(path)
   return dlib, dlib.get_frontal_face_detector(), sp5
 
 
