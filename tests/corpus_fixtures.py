@@ -72,6 +72,7 @@ class Clip:
   emotion: str
   labels: dict[str, int]   # protocol -> label
   action_units: str = ""
+  apex_annotated: bool = True   # False: apex is the builder's middle stand-in
 
 
 @dataclasses.dataclass
@@ -113,7 +114,8 @@ def make_casme2(root: str, cropped: bool = False) -> Expected:
       nums = list(range(on, off + 1))
       apex = nums.index(ap) if isinstance(ap, int) else (len(nums) - 1) // 2
       clips[f"casme2/{subj}/{name}"] = Clip(f"casme2/{subj}/{name}", nums, apex,
-                                            emotion, labels, au)
+                                            emotion, labels, au,
+                                            apex_annotated=isinstance(ap, int))
 
   clip(1, "sub01", "EP02_01f", 46, 49, 52, "happiness",
        {"5class": 0, "3class": 1}, "12")
@@ -173,9 +175,11 @@ def make_samm(root: str) -> Expected:
                   n, grey=True)
     if labels is not None:
       nums = list(range(on, off + 1))
-      apex = nums.index(ap) if isinstance(ap, int) and ap >= 0 else (len(nums) - 1) // 2
+      known = isinstance(ap, int) and ap >= 0
+      apex = nums.index(ap) if known else (len(nums) - 1) // 2
       clips[f"samm/{subj}/{name}"] = Clip(f"samm/{subj}/{name}", nums, apex,
-                                          emotion, labels, au)
+                                          emotion, labels, au,
+                                          apex_annotated=known)
 
   clip("006", "006", "006_1_2", 5562, 5565, 5567, "Anger",
        {"5class": 0, "3class": 0}, "4+7")
@@ -221,7 +225,8 @@ def make_smic(root: str, cameras: Sequence[str] = ("HS", "VIS")) -> Expected:
     nums = list(nums)
     clips[f"smic/{subj}/{name}"] = Clip(
         f"smic/{subj}/{name}", nums, (len(nums) - 1) // 2, emo,
-        {"3class": ("negative", "positive", "surprise").index(emo)})
+        {"3class": ("negative", "positive", "surprise").index(emo)},
+        apex_annotated=False)   # SMIC has no apex: always the stand-in
   return Expected(clips=clips, splits={"s1": 2, "s2": 1, "s3": 1},
                   skips={"empty folder": 1},
                   notes={"apex = middle (SMIC has no apex)": 4})
@@ -230,13 +235,16 @@ def make_smic(root: str, cameras: Sequence[str] = ("HS", "VIS")) -> Expected:
 def make_casme_sq(root: str) -> Expected:
   """CAS(ME)^2code_final.xlsx (3 sheets, no header) + rawpic/s15/15_0101disgustingteeth/img1.jpg.
 
-  Macro rows are excluded; offset 0 -> 2*apex - onset; one missing folder.
+  Macro rows are excluded; offset 0 -> 2*apex - onset; a blank apex cell
+  (-> middle, apex_annotated False); one missing folder. s16's clips are all
+  'others' (3-class -1), so the 3-class build has one labelled subject.
   """
   codes = [
       (1, "disgustingteeth_1", 10, 12, 15, "4+9", "negative", "micro-expression", "disgust"),
       (1, "disgustingteeth_2", 30, 35, 60, "4", "negative", "macro-expression", "disgust"),
       (1, "happy1_1", 7, 9, 0, "12", "positive", "micro-expression", "happy"),
       (2, "happy1_1", 3, 4, 6, "12", "others", "micro-expression", "happy"),
+      (2, "happy1_2", 10, None, 14, "12", "others", "micro-expression", "happy"),
       (2, "anger2_3", 3, 4, 6, "4", "negative", "micro-expression", "anger"),
   ]
   rule1 = [(15, "s15", 1), (16, "s16", 2)]
@@ -259,10 +267,14 @@ def make_casme_sq(root: str) -> Expected:
       "casme_sq/s16/happy1_1": Clip(
           "casme_sq/s16/happy1_1", list(range(3, 7)), 1, "others",
           {"3class": -1, "4class": 3}, "12"),
+      "casme_sq/s16/happy1_2": Clip(
+          "casme_sq/s16/happy1_2", list(range(10, 15)), 2, "others",
+          {"3class": -1, "4class": 3}, "12", apex_annotated=False),
   }
-  return Expected(clips=clips, splits={"s15": 2, "s16": 1},
+  return Expected(clips=clips, splits={"s15": 2, "s16": 2},
                   skips={"missing folder": 1},
-                  notes={"offset missing -> 2*apex-onset": 1})
+                  notes={"offset missing -> 2*apex-onset": 1,
+                         "apex missing -> middle": 1})
 
 
 def make_casme3(root: str) -> Expected:
@@ -295,7 +307,8 @@ def make_casme3(root: str) -> Expected:
       "casme3/spNO.1/a_200": Clip("casme3/spNO.1/a_200", list(range(200, 207)), 3,
                                   "happy", {"7class": 0, "4class": 1, "3class": 1}, "12"),
       "casme3/spNO.2/b_5": Clip("casme3/spNO.2/b_5", list(range(5, 10)), 2,
-                                "surprise", {"7class": 5, "4class": 2, "3class": 2}, "1+2"),
+                                "surprise", {"7class": 5, "4class": 2, "3class": 2}, "1+2",
+                                apex_annotated=False),   # blank Apex cell
       "casme3/spNO.2/c_30": Clip("casme3/spNO.2/c_30", [30, 31, 33], 1,
                                  "others", {"7class": 6, "4class": 3, "3class": -1}, "4"),
   }

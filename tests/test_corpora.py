@@ -24,6 +24,7 @@ import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
 from tfds_builders import common, corpus, face_align
+from tfds_builders.smic import smic_dataset_builder
 
 SIZE = 24
 MAKERS = {
@@ -39,6 +40,8 @@ PROTOCOLS = {
 }
 TITLES = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC",
           "casme_sq": "CAS(ME)^2", "casme3": "CAS(ME)^3", "ck_plus": "CK+"}
+# build_report.json "repaired" reasons after which the apex is a stand-in.
+STAND_IN_APEX = (corpus.APEX_MISSING, smic_dataset_builder.NO_APEX)
 
 
 def build(name, manual, data_dir, protocol, size=SIZE, alignment="none",
@@ -133,6 +136,18 @@ def test_builder_records(name, corpora, tmp_path, caplog):
       assert ex["emotion"].decode() == clip.emotion
       assert ex["action_units"].decode() == clip.action_units
       assert ex["fps"] > 0
+      assert isinstance(ex["apex_annotated"], (bool, np.bool_)), sid
+      assert bool(ex["apex_annotated"]) == clip.apex_annotated, sid
+    # apex_annotated is False exactly for the clips the report lists as
+    # repaired with a stand-in apex (SMIC: every clip; CK+: none).
+    stand_ins = {f"{name}/{e['clip']}" for reason in STAND_IN_APEX
+                 for e in report["repaired"].get(reason, [])}
+    assert {sid for sid, ex in recs.items()
+            if not ex["apex_annotated"]} == stand_ins
+    if name == "smic":
+      assert stand_ins == set(recs)
+    if name == "ck_plus":
+      assert not stand_ins
 
 
 def test_fps_and_registered_configs():
@@ -147,6 +162,14 @@ def test_fps_and_registered_configs():
   assert {c.name for c in smic.Builder.BUILDER_CONFIGS} >= {
       "3class_112", "3class_112_vis", "3class_224_nir"}
   assert "casme2" in tfds.list_builders(with_community_datasets=False)
+  # Registered configs take the builder's VERSION (a schema change bumps it).
+  for mod in (casme2, samm, smic, casme_sq, casme3, ck_plus):
+    assert mod.Builder.VERSION >= "1.1.0"   # records carry apex_annotated
+    assert str(mod.Builder.VERSION) in mod.Builder.RELEASE_NOTES
+    for cfg in mod.Builder.BUILDER_CONFIGS[:3]:
+      b = tfds.builder(f"{mod.Builder.name}/{cfg.name}", data_dir="/nonexistent",
+                       file_format="array_record")
+      assert b.version == mod.Builder.VERSION, (mod.Builder.name, cfg.name)
 
 
 def test_smic_vis_camera(corpora, tmp_path):
@@ -268,7 +291,8 @@ def test_dlib_alignment_astronaut_through_builder(tmp_path):
       (1, "EP01_01", 1, 3, 5, "12", "happiness")]})
   size = 112
   # The registered default config: raw release, dlib alignment, 112 px.
-  b = tfds.builder("casme2:1.0.0", config="5class_112", data_dir=str(tmp_path / "d"),
+  b = tfds.builder(f"casme2:{casme2.Builder.VERSION}", config="5class_112",
+                   data_dir=str(tmp_path / "d"),
                    file_format="array_record")
   b.download_and_prepare(
       file_format="array_record",
@@ -353,6 +377,26 @@ def test_defect_is_a_counted_skip_or_a_strict_error(defect, tmp_path):
   assert not sb.is_prepared()
 
 
+def test_stand_in_apex_reaches_the_pipeline_as_unknown(corpora, tmp_path):
+  """Built records, read as the trainer reads them: apex_index -1 for a stand-in."""
+  from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  manual, exp = corpora["casme2"]
+  b = build("casme2", manual, tmp_path, "5class")
+  srcs = [sources.EncodedSource(b, split) for split in sorted(b.info.splits)]
+  clips = [sources.Clip(s, i, "", 0, srcs[s][i]["sample_id"].decode())
+           for s in range(len(srcs)) for i in range(len(srcs[s]))]
+  corp = sources.Corpus(("casme2",), ("x",), srcs, clips, 0)
+  cfg = ConfigDict(dict(num_frames=4, temporal_sampling="uniform", size=8,
+                        channels=3, targets=()))
+  load = pipeline.LoadClip(corp, clips, cfg)
+  got = {c.sample_id: int(load(i)["apex_index"]) for i, c in enumerate(clips)}
+  assert set(got) == set(exp.clips)
+  assert any(not c.apex_annotated for c in exp.clips.values())
+  for sid, clip in exp.clips.items():
+    assert (got[sid] == -1) == (not clip.apex_annotated), (sid, got[sid])
+
+
 def test_generation_streams_one_clip_at_a_time(corpora, monkeypatch):
   """Frames are decoded lazily, clip by clip, while TFDS consumes a split."""
   manual, _ = corpora["casme2"]
@@ -419,7 +463,8 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   out = capsys.readouterr().out
   assert rc == 0, out
   assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
-  report = os.path.join(data, "casme2", "3class_112", "1.0.0", corpus.REPORT_FILE)
+  report = os.path.join(data, "casme2", "3class_112", str(casme2.Builder.VERSION),
+                        corpus.REPORT_FILE)
   assert os.path.exists(report) and report in out
   # The positional form still works (default config of a --dataset too).
   rc = main(["casme2/5class_112", "--manual_dir", str(manual), "--data_dir",

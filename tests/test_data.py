@@ -133,8 +133,15 @@ def test_apex_index_unknown_or_outside(apex):
   assert sampling.apex_index(10, 2, 10, 50, 8, "uniform") == -1
 
 
-def _corpus(onset_apex_offset, n=12, size=8):
-  """A Corpus of PNG-encoded clips whose pixel values are frame numbers."""
+_ABSENT = object()
+
+
+def _corpus(onset_apex_offset, n=12, size=8, apex_annotated=()):
+  """A Corpus of PNG-encoded clips whose pixel values are frame numbers.
+
+  `apex_annotated[k]` is clip k's `apex_annotated` value; `_ABSENT` (or no
+  entry) leaves the field out, like records built before it existed.
+  """
   clips, records = [], []
   for k, (onset, apex, offset) in enumerate(onset_apex_offset):
     frames = [sources.encode_png(np.full((size, size, 3), 10 * i, np.uint8))
@@ -142,6 +149,8 @@ def _corpus(onset_apex_offset, n=12, size=8):
     rec = {"frames": frames, "onset": np.int32(onset), "offset": np.int32(offset)}
     if apex is not None:
       rec["apex"] = np.int32(apex)
+    if k < len(apex_annotated) and apex_annotated[k] is not _ABSENT:
+      rec["apex_annotated"] = apex_annotated[k]
     records.append(rec)
     clips.append(sources.Clip(0, k, f"d/s{k % 2}", k % 2, f"d/s{k % 2}/c{k}"))
   return sources.Corpus(("d",), ("a", "b"), [records], clips, 0)
@@ -180,6 +189,28 @@ def test_pipeline_batches_carry_apex_index():
   cfg = _input_cfg("interpolate")
   got = pipeline.LoadClip(corpus, corpus.clips, cfg)(0)["apex_index"]
   assert got == 2 and got.dtype == np.int32
+
+
+def test_stand_in_apex_is_unknown_to_the_pipeline():
+  """`apex_annotated` False (a builder's middle-frame stand-in) -> apex_index -1.
+
+  True, absent (records built before the field) and None (the field missing
+  from a parsed record) keep the apex.
+  """
+  flags = [np.bool_(False), False, np.bool_(True), True, _ABSENT, None,
+           np.asarray(False)]
+  corpus = _corpus([(0, 6, 9)] * len(flags), apex_annotated=flags)
+  cfg = _input_cfg()
+  load = pipeline.LoadClip(corpus, corpus.clips, cfg)
+  got = [int(load(i)["apex_index"]) for i in range(len(flags))]
+  assert got == [-1, -1, 2, 2, 2, 2, -1]
+  # Batches carry it the same way, train and eval.
+  (b,) = list(pipeline.eval_batches(corpus, corpus.clips, cfg, len(flags)))
+  assert b["apex_index"].tolist() == got
+  it = pipeline.train_dataset(corpus, corpus.clips, cfg, 4, seed=0)
+  for _ in range(2):
+    b = next(it)
+    assert b["apex_index"].tolist() == [got[i] for i in b["index"]]
 
 
 @pytest.mark.parametrize("start", [0, 3])

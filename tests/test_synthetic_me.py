@@ -44,6 +44,9 @@ def test_schema(tiny):
     t = len(frames)
     assert 24 <= t <= 40
     assert 0 <= ex["onset"] <= ex["apex"] <= ex["offset"] < t
+    # The apex is the generated peak: always annotated.
+    assert isinstance(ex["apex_annotated"], (bool, np.bool_))
+    assert ex["apex_annotated"]
     # Micro-expression timing: neutral frames on both sides, <= 0.5 s.
     assert ex["onset"] >= 4 and ex["offset"] <= t - 5
     assert (ex["offset"] - ex["onset"]) / ex["fps"] <= 0.5 + 1e-6
@@ -56,6 +59,14 @@ def test_schema(tiny):
     assert ex["sample_id"].decode().startswith(subject + "/")
     assert ex["fps"] == pytest.approx(30.0)
   assert n == 3 * 5
+
+
+def test_version_carries_apex_annotated(tiny):
+  builder, _ = tiny
+  assert builder.version >= "1.1.0"   # the first version with apex_annotated
+  assert str(smb.Builder.VERSION) in smb.Builder.RELEASE_NOTES
+  assert smb.make_example(CONFIGS["tiny"], smb.plan(CONFIGS["tiny"])["sub01"][0]
+                          )[1]["apex_annotated"] is True
 
 
 def test_every_class_in_every_built_split(tiny):

@@ -11,8 +11,18 @@ features, so the input pipeline and trainer never depend on the corpus:
 | `subject`      | text                           | `<dataset>/<subject>` (namespaced, LOSO unit)  |
 | `sample_id`    | text                           | `<dataset>/<subject>/<clip>`, unique           |
 | `onset`/`apex`/`offset` | int32                 | indices into `frames`                          |
+| `apex_annotated` | bool                         | True: `apex` is the corpus' annotated (or, for synthetic_me, generated) apex; False: `apex` is a stand-in (the middle index) |
 | `action_units` | text                           | the corpus' AU string, verbatim ('' if none)   |
 | `fps`          | float32                        | frame rate of the source video                 |
+
+`apex_annotated` is False where a builder had to fill the apex in: an
+annotation row without a usable apex ("apex missing -> middle" in
+`build_report.json`; CASME II, SAMM, CAS(ME)^2, CAS(ME)^3) and every SMIC
+clip (the corpus has no apex). It is True for annotated apexes, for CK+ (a
+sequence ends at its coded peak frame, which is its apex) and for
+synthetic_me (the generated peak). Readers treat a record WITHOUT the field
+(builds made before it existed, builder versions 1.0.0) as annotated, as
+before; the input pipeline turns a False into `apex_index = -1`.
 
 Splits: one split per subject, named `split_name(subject)`; a LOSO fold is
 "every split but one". TFDS text comes back as `bytes` from data sources.
@@ -26,7 +36,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 FEATURE_KEYS = ("frames", "label", "emotion", "subject", "sample_id", "onset",
-                "apex", "offset", "action_units", "fps")
+                "apex", "apex_annotated", "offset", "action_units", "fps")
 
 
 def me_features(size: int) -> tfds.features.FeaturesDict:
@@ -40,6 +50,7 @@ def me_features(size: int) -> tfds.features.FeaturesDict:
       "sample_id": tfds.features.Text(),
       "onset": tfds.features.Scalar(np.int32),
       "apex": tfds.features.Scalar(np.int32),
+      "apex_annotated": tfds.features.Scalar(np.bool_),
       "offset": tfds.features.Scalar(np.int32),
       "action_units": tfds.features.Text(),
       "fps": tfds.features.Scalar(np.float32),

@@ -57,6 +57,9 @@ MISSING_FRAMES = "missing frames"
 ONSET_AFTER_OFFSET = "onset > offset"
 UNKNOWN_EMOTION = "unknown emotion"
 UNREADABLE_IMAGE = "unreadable image"
+# Repairs (SkipLog notes) after which a written clip's apex is a stand-in,
+# recorded as `apex_annotated = False`.
+APEX_MISSING = "apex missing -> middle"
 
 
 def manual_dir_error(corpus: str, problem: str, instructions: str) -> ManualDirError:
@@ -477,6 +480,9 @@ class ClipPlan:
   """One clip to write: which files, and the annotation fields.
 
   `files` are the clip's frames onset..offset; `onset/apex/offset` index them.
+  `apex_annotated` is False when `apex` is a stand-in (the middle index: the
+  annotation had no usable apex, or the corpus has none), written as the
+  record's `apex_annotated`.
   `matrix` (set by the alignment pass) is the 2x3 normalised similarity
   transform from `face_align`, or None for resize-only.
   """
@@ -490,6 +496,7 @@ class ClipPlan:
   onset: int = 0
   offset: int = -1
   fps: float = 0.0
+  apex_annotated: bool = True
   matrix: Any = None
 
   @property
@@ -548,12 +555,15 @@ class CorpusConfig(tfds.core.BuilderConfig):
 
 
 def make_configs(protocols: Mapping[str, Any], sizes: Iterable[int] = (112, 224),
-                 variants: Mapping[str, str] | None = None, version: str = "1.0.0",
+                 variants: Mapping[str, str] | None = None,
+                 version: str | None = None,
                  description: str = "") -> list[CorpusConfig]:
   """protocol x size (x variant) configs named `<protocol>_<size>[_<variant>]`.
 
   `variants` maps a variant name to its alignment; the first variant gets
-  the plain name (`5class_112`), the others a suffix.
+  the plain name (`5class_112`), the others a suffix. `version` None (the
+  default): the configs take the builder's `VERSION`, so bumping it versions
+  every registered config.
   """
   variants = variants or {"": "dlib"}
   out = []
@@ -661,7 +671,8 @@ class CorpusBuilderMixin:
     Rows (from `read_xlsx_rows`) carry subject, filename, onset/apex/offset
     frame numbers, action units and estimated emotion; frames live in
     `root/<subject>/<filename>/`. Every row that cannot become a clip is a
-    counted skip with its reason; a missing apex is a counted repair.
+    counted skip with its reason; a missing apex is a counted repair
+    (`APEX_MISSING`, the clip's `apex_annotated` False).
     """
     plans = []
     for r in rows:
@@ -681,18 +692,19 @@ class CorpusBuilderMixin:
       except FrameRangeError as e:
         skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
-      apex_cell = r.get("apexframe")
-      o, a, f, guessed = clip_indices(cell_int(apex_cell), files)
-      if guessed:
-        skips.note("apex missing -> middle", where, f"{apex_column}={apex_cell!r}")
       emotion = cell_str(r.get("estimatedemotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
+      apex_cell = r.get("apexframe")
+      o, a, f, guessed = clip_indices(cell_int(apex_cell), files)
+      if guessed:   # noted only for clips that are kept
+        skips.note(APEX_MISSING, where, f"{apex_column}={apex_cell!r}")
       plans.append(ClipPlan(
           subject=f"{self.CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=cell_str(r.get("actionunits")),
-          label=label, onset=o, apex=a, offset=f, fps=fps))
+          label=label, onset=o, apex=a, offset=f, fps=fps,
+          apex_annotated=not guessed))
     return plans
 
   # --------------------------------------------------------------------------
@@ -861,6 +873,7 @@ class CorpusBuilderMixin:
           "sample_id": p.sample_id,
           "onset": p.onset,
           "apex": p.apex,
+          "apex_annotated": bool(p.apex_annotated),
           "offset": p.offset,
           "action_units": p.action_units,
           "fps": p.fps,

@@ -6,8 +6,10 @@ A batch is a dict of numpy arrays:
   mask: float32 `[B]`, 1 for real samples, 0 for eval padding;
   apex_index: int32 `[B]`, the sampled frame `t` in `0..T-1` nearest to the
     record's annotated apex (`sampling.apex_index`), -1 when the apex is
-    unknown (negative or no `apex` field) or outside onset..offset, and -1
-    for eval padding;
+    unknown (negative, no `apex` field, or `apex_annotated` False: a
+    stand-in the builder filled in, e.g. every SMIC clip) or outside
+    onset..offset, and -1 for eval padding. A record without
+    `apex_annotated` (builds older than the field) keeps its apex;
   plus one entry per `config.input.targets` name (see `targets.py`).
 
 Train: seeded shuffle, infinite repeat, per-example seeded augmentation,
@@ -71,6 +73,12 @@ class LoadClip:
     plan = sampling.frame_plan(len(frames), onset, offset, self.num_frames,
                                self.mode)
     apex = int(rec["apex"]) if "apex" in rec else -1
+    # A stand-in apex (builder filled in the middle frame) is no annotation.
+    # Absent (older builds) or None (the field missing from the serialised
+    # record): trusted, as before the field existed.
+    annotated = rec.get("apex_annotated")
+    if annotated is not None and not annotated:
+      apex = -1
     x = sampling.gather(lambda j: sources.decode_frame(frames[j]), plan)
     x = resize_clip(x, self.size)
     if self.channels == 1:

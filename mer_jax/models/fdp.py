@@ -73,8 +73,8 @@ we depart on purpose:
      usable apex, or no `apex_index` in the batch): only the pairs up to the
      frame with the highest score (a stop-gradient estimate of the apex, at
      least the first pair) must rise; later pairs are unranked.
-   Note the builders store a missing apex as the clip's middle frame (and
-   SMIC's apex is always that stand-in), which is then used as if annotated.
+   A missing apex, which the builders store as the clip's middle frame with
+   `apex_annotated` False (and all of SMIC), reaches the batch as -1.
    `rank_use_apex=False` ignores `apex_index` (every apex unknown).
    `"clip"` ranks every consecutive pair rising, whatever the apex
    (Bilen-style rank pooling over the whole clip). Per clip the hinge is

@@ -52,8 +52,13 @@ PROTOCOLS = {
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CAS(ME)^3 part A micro-expression clips (onset..offset), one split per subject."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
+                "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
+                "read by this version."),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(PROTOCOLS, description="CAS(ME)^3 part A")
   DEFAULT_CONFIG_NAME = "7class_112"
@@ -111,16 +116,17 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if len(files) != offset - onset + 1:
         skips.note("dropped frames tolerated", where,
                    f"{offset - onset + 1 - len(files)} missing")
-      apex_cell = r.get("apex")
-      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
-      if guessed:
-        skips.note("apex missing -> middle", where, f"Apex={apex_cell!r}")
       emotion = corpus.cell_str(r.get("emotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
+      apex_cell = r.get("apex")
+      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
+      if guessed:   # noted only for clips that are kept
+        skips.note(corpus.APEX_MISSING, where, f"Apex={apex_cell!r}")
       plans.append(corpus.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=f"{name}_{onset}", files=files,
           emotion=emotion, action_units=corpus.cell_str(r.get("au") or r.get("actionunits")),
-          label=label, onset=o, apex=a, offset=f, fps=FPS))
+          label=label, onset=o, apex=a, offset=f, fps=FPS,
+          apex_annotated=not guessed))
     return plans

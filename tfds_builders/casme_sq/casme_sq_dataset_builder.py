@@ -12,7 +12,8 @@ A clip is `rawpic/s<NN>/<NN>_<code><video name>/img<N>.jpg`, N = frame
 number in the long video, onset..offset inclusive.
 
 Handled: offset 0 (not coded) -> 2*apex - onset (symmetric about the apex),
-noted; apex outside onset..offset -> middle, noted; missing files -> skip.
+noted; apex missing or outside onset..offset -> middle, noted, and the
+record's `apex_annotated` is False; missing files -> skip.
 """
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ def _digits(v) -> int | None:
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CAS(ME)^2 micro-expression clips (onset..offset), one split per subject."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
+                "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
+                "read by this version."),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(PROTOCOLS, description="CAS(ME)^2")
   DEFAULT_CONFIG_NAME = "3class_112"
@@ -143,8 +149,6 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
       o, a, f, guessed = corpus.clip_indices(apex, files)
-      if guessed:
-        skips.note("apex missing -> middle", where, f"apex={ap_c!r}")
       # '<video>_<n>' is unique per subject in the release; keep ids unique
       # even if a copy repeats one.
       seen[f"{subj}/{name}"] = seen.get(f"{subj}/{name}", 0) + 1
@@ -153,8 +157,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
+      if guessed:   # noted only for clips that are kept
+        skips.note(corpus.APEX_MISSING, where, f"apex={ap_c!r}")
       plans.append(corpus.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=corpus.cell_str(aus), label=label,
-          onset=o, apex=a, offset=f, fps=FPS))
+          onset=o, apex=a, offset=f, fps=FPS, apex_annotated=not guessed))
     return plans

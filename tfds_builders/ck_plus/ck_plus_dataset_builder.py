@@ -4,7 +4,9 @@ Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
 
 Each sequence runs from neutral to the peak, so `frames` is the whole
 sequence, onset = 0, apex = offset = T-1 (the peak frame, which is the
-frame the emotion/FACS files are named after). Only the 327 sequences with
+frame the emotion/FACS files are named after). That peak is part of the
+corpus' coding (each sequence is recorded and labelled onset -> peak), not
+a stand-in, so `apex_annotated` is True. Only the 327 sequences with
 an `Emotion/..._emotion.txt` have a label; the others are skipped and
 counted ("no emotion label"). The FACS file is a numeric table (AU,
 intensity); `action_units` renders it as 'AU' numbers joined by '+', with
@@ -67,8 +69,13 @@ def facs_string(path: str | None) -> str:
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CK+ labelled sequences (neutral -> peak), one split per subject."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": ("Records carry `apex_annotated`, always True for CK+ (the last "
+                "frame is the coded peak). Rebuild: 1.0.0 builds are not read "
+                "by this version."),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(PROTOCOLS, description="CK+")
   DEFAULT_CONFIG_NAME = "7class_112"
@@ -128,5 +135,6 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         plans.append(corpus.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=seq, files=files, emotion=emotion,
             action_units=facs_string(facs), label=self.label_for(emotion),
-            onset=0, apex=last, offset=last, fps=FPS))
+            onset=0, apex=last, offset=last, fps=FPS,
+            apex_annotated=True))   # the coded peak frame
     return plans

@@ -5,7 +5,9 @@ Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
 Labels come from the folder names (negative / positive / surprise). The
 release has no onset/apex/offset: each clip folder IS the micro-expression,
 so `frames` is the whole clip, onset = 0, offset = T-1 and apex = the
-middle index (T-1)//2 (a stand-in, noted as such in the build log).
+middle index (T-1)//2 (a stand-in, noted as such in the build log, and
+`apex_annotated` = False in every record, so the input pipeline gives
+`apex_index = -1` and the ranking loss does not take it for an annotation).
 `non_micro` folders are ignored.
 """
 
@@ -20,6 +22,8 @@ from tfds_builders import corpus
 CORPUS = "smic"
 FPS = {"HS": 100.0, "VIS": 25.0, "NIR": 25.0}
 EMOTIONS = ("negative", "positive", "surprise")
+# The repair noted for every clip (build_report.json "repaired").
+NO_APEX = "apex = middle (SMIC has no apex)"
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 SMIC is licensed and cannot be downloaded automatically. Request it from the
@@ -47,8 +51,13 @@ PROTOCOLS = {"3class": (EMOTIONS, None)}
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """SMIC micro-expression clips (whole clip), one split per subject."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": ("Records carry `apex_annotated`, always False for SMIC (its "
+                "apex is the middle-frame stand-in). Rebuild: 1.0.0 builds are "
+                "not read by this version."),
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(
       PROTOCOLS, variants={"HS": "dlib", "VIS": "dlib", "NIR": "dlib"},
@@ -98,12 +107,12 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           label = self.emotion_label(emo_dir, where, skips)
           if label is None:
             continue
-          skips.note("apex = middle (SMIC has no apex)", where)
+          skips.note(NO_APEX, where)
           plans.append(corpus.ClipPlan(
               subject=f"{CORPUS}/{subj}", clip=clip, files=files,
               emotion=emo_dir, action_units="", label=label,
               onset=0, apex=(len(files) - 1) // 2, offset=len(files) - 1,
-              fps=FPS.get(camera.upper(), 0.0)))
+              fps=FPS.get(camera.upper(), 0.0), apex_annotated=False))
     if not subjects:
       raise corpus.manual_dir_error(
           self.TITLE, f"no subject folders (s1, s2, ...) in {root!r}.", instr)

@@ -93,6 +93,7 @@ def make_example(config: SyntheticMeConfig,
       "sample_id": sample_id,
       "onset": clip.onset,
       "apex": clip.apex,
+      "apex_annotated": True,   # the generated peak of the AU time course
       "offset": clip.offset,
       "action_units": ACTION_UNITS[clip.label],
       "fps": FPS,
@@ -102,8 +103,12 @@ def make_example(config: SyntheticMeConfig,
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic micro-expressions warped into real faces; one split per subject."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release: 10 subjects x 30 clips, 5 AU classes."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release: 10 subjects x 30 clips, 5 AU classes.",
+      "1.1.0": "Records carry `apex_annotated` (always True: the apex is the "
+               "generated peak). Same clips and frames as 1.0.0.",
+  }
   BUILDER_CONFIGS = [
       SyntheticMeConfig(name="s64", size=64,
                         description="10 subjects x 30 clips, 64 px."),
