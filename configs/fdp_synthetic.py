@@ -8,17 +8,18 @@ widths 32/48/64, one local block per stage and E-MHSA global blocks in the
 last two stages, a small dynamic-image decoder. Fixed schedule (300 steps,
 the model after the last step is reported; no selection on test labels).
 
-Measured over seeds 0/1/2 (full 10-fold LOSO): UF1 0.924 / 0.957 / 0.936,
-mean 0.939 +- 0.017 (UAR the same to 0.001). Seed 0 in detail (shared
-2-core CPU, load 4-7):
-UF1 0.924, UAR 0.923, accuracy 0.923 (n=300), 351 s wall in all: first fold
-97 s (compile + concurrent tests), the others 23-37 s. Per fold UF1:
-sub01 0.966, sub02 0.865, sub03 1.000, sub04 0.966, sub05 0.897,
-sub06 0.893, sub07 0.966, sub08 0.966, sub09 0.893, sub10 0.807.
-(baseline_synthetic on the same machine: one fold 0.933 UF1.) Ranking
-term, folds sub02/sub10 only, UF1: rank_weight 0.1 "to_peak" (this config)
-0.865/0.807, rank_weight 0 0.933/0.838, rank_window "clip" 0.837/0.902;
-within fold noise (1 clip = 0.033), so the default is kept as chosen a priori.
+Measured over seeds 0/1/2 (full 10-fold LOSO, ranking to the annotated
+apex): UF1 0.947 / 0.944 / 0.923, mean 0.938 +- 0.013 (UAR the same to
+0.001). Seed 0 in detail (shared 2-core CPU, load 2-4): UF1 0.947, UAR
+0.947, accuracy 0.947 (n=300), 326 s of training and testing (5 min 28 s
+wall in all). Per fold UF1: sub01 0.966, sub02 0.966, sub03 1.000,
+sub04 1.000, sub05 0.931, sub06 0.867, sub07 0.966, sub08 0.966,
+sub09 0.966, sub10 0.834.
+Before the batches carried the apex (ranking up to the model's own peak):
+0.924 / 0.957 / 0.936, mean 0.939 +- 0.017. Ranking-term ablation from that
+time, folds sub02/sub10 only, UF1: rank_weight 0.1 "to_peak" 0.865/0.807,
+rank_weight 0 0.933/0.838, rank_window "clip" 0.837/0.902; within fold noise
+(1 clip = 0.033), so the default is kept as chosen a priori.
 `tiny` shrinks everything (synthetic_me/tiny, 32 px, few steps) for tests.
 """
 

@@ -54,12 +54,7 @@ def _config(module: str, arg: str | None, **overrides):
   sys.path.insert(0, ROOT)
   import importlib  # pylint: disable=g-import-not-at-top
   c = importlib.import_module(f"configs.{module}").get_config(arg)
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
+  c.update_from_flattened_dict(overrides)
   return c
 
 

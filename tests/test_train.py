@@ -19,12 +19,7 @@ def _tiny_config(**overrides):
   sys.path.insert(0, ROOT)
   from configs import baseline_synthetic  # pylint: disable=g-import-not-at-top
   c = baseline_synthetic.get_config("tiny")
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
+  c.update_from_flattened_dict(overrides)
   return c
 
 
@@ -209,12 +204,7 @@ def _tiny_fdp_config(data_dir, **overrides):
   from configs import fdp_synthetic  # pylint: disable=g-import-not-at-top
   c = fdp_synthetic.get_config("tiny")
   c.input.data_dir = data_dir
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
+  c.update_from_flattened_dict(overrides)
   return c
 
 
