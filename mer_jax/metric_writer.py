@@ -45,6 +45,19 @@ class SummaryWriter:
         colorspace=3 if image.ndim == 3 else 1, encoded_image_string=png)
     self._add(step, [summary_pb2.Summary.Value(tag=tag, image=img)])
 
+  def restart(self, step: int) -> None:
+    """TensorBoard drops the events of earlier runs at steps >= `step`.
+
+    A `SessionLog.START` event at `step` (what `tf.summary`'s `purge_step`
+    writes): a resumed run logs again the steps a killed run logged after its
+    last checkpoint, and the curves show each step once.
+    """
+    if self._writer is None:
+      return
+    self._writer.add_event(event_pb2.Event(
+        wall_time=time.time(), step=int(step),
+        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
   def flush(self) -> None:
     if self._writer is not None:
       self._writer.flush()

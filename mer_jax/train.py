@@ -393,9 +393,11 @@ class Fold:
       state = restored["state"]
       best = restored.get("best") if best is not None else None
       log.info("fold %s: resumed from step %d", self.subject, start)
+    writer = metric_writer.SummaryWriter(self.tb_dir)
+    if start:
+      writer.restart(start + 1)  # drop what a killed run logged past `start`
     return FoldRun(state=state, best=best, start=start, mngr=mngr,
-                   writer=metric_writer.SummaryWriter(self.tb_dir),
-                   step_rng=step_rng)
+                   writer=writer, step_rng=step_rng)
 
   def batches(self, start: int):
     return pipeline.train_dataset(

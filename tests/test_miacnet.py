@@ -1,5 +1,6 @@
 """MIACNet and MA2MI pretraining: shapes, onset-only position branch, pretraining
-loss, transfer through an orbax checkpoint, gradient flow (tiny variants)."""
+loss, transfer through an orbax checkpoint, gradient flow, pretraining resumed
+after a kill (tiny variants)."""
 
 import os
 import sys
@@ -129,12 +130,21 @@ def test_gradient_flow_to_both_branches(tiny_miacnet):
   assert not dead, dead
 
 
+# The tiny pretraining of these tests; the last log step (7) is not a multiple
+# of log_every, and the resume test checkpoints between log steps.
+PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2,
+                      "pretrain.latent_weight": 0.5}  # the EMA latent path too
+
+
+def _pretrain_config(**overrides):
+  config = ma2mi_synthetic.get_config("tiny")
+  config.update_from_flattened_dict({**PRETRAIN_OVERRIDES, **overrides})
+  return config
+
+
 @pytest.fixture(scope="module")
 def pretrain_run(tmp_path_factory):
-  config = ma2mi_synthetic.get_config("tiny")
-  config.num_steps = 4
-  config.log_every = 2
-  config.pretrain.latent_weight = 0.5  # the EMA latent path, end to end
+  config = _pretrain_config()
   workdir = str(tmp_path_factory.mktemp("ma2mi"))
   result = ma2mi_pretrain.run(config, workdir)
   return config, workdir, result
@@ -142,9 +152,11 @@ def pretrain_run(tmp_path_factory):
 
 def test_pretrain_outputs(pretrain_run):
   _, workdir, result = pretrain_run
-  assert [h["step"] for h in result["history"]] == [2, 4]
+  assert [h["step"] for h in result["history"]] == [2, 4, 6, 7]
+  assert result["resumed_from"] == 0 and not result["already_done"]
   assert all(np.isfinite(h["loss_latent"]) for h in result["history"])
-  for name in ("loss_curve.png", "loss_history.json", "pretrained"):
+  for name in ("loss_curve.png", "loss_history.json", "pretrained",
+               "pretrain_done.json", "pretrain_checkpoints/7/state"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "tensorboard", "pretrain"))
 
@@ -197,3 +209,100 @@ def test_partial_restore_from_pretraining(pretrain_run, tiny_miacnet):
       loaded["action_branch"]["stem_conv"]["kernel"])
   np.testing.assert_array_equal(np.asarray(state.params["head"]["kernel"]),
                                 np.asarray(variables["params"]["head"]["kernel"]))
+
+
+# ----------------------------------------------------------------------------
+# MA2MI pretraining resumes after a kill.
+
+# Runs the pretraining, SIGKILLs itself once `kill_after` steps are done and
+# that step's checkpoint is on disk (deterministic, unlike a kill from outside).
+_KILLED_PRETRAINING = r"""
+import json, os, signal, sys, time
+sys.path.insert(0, os.getcwd())
+from configs import ma2mi_synthetic
+from mer_jax.tasks import ma2mi_pretrain as m
+workdir, overrides, kill_after = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+config = ma2mi_synthetic.get_config("tiny")
+config.update_from_flattened_dict(overrides)
+stream = m.batches
+def batches(*args, **kwargs):
+  for i, batch in enumerate(stream(*args, **kwargs)):
+    if i == kill_after:
+      ckpt = os.path.join(workdir, m.CHECKPOINT_DIR, str(kill_after))
+      while not os.path.isdir(ckpt):
+        time.sleep(0.01)
+      os.kill(os.getpid(), signal.SIGKILL)
+    yield batch
+m.batches = batches
+m.run(config, workdir)
+"""
+
+
+def _scalars(workdir, tag):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(
+      os.path.join(workdir, "tensorboard", "pretrain"), size_guidance={"scalars": 0})
+  acc.Reload()
+  return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def test_pretrain_resumes_after_kill_bit_for_bit(pretrain_run, tmp_path):
+  """Killed after step 6 (checkpoints 3 and 6), step 6 corrupt: resumes at 3.
+
+  Step 3's checkpoint holds step 3's metrics not yet averaged (log_every=2);
+  the killed run had logged steps 4 and 6 to TensorBoard already.
+  """
+  import glob  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  _, ref_dir, ref = pretrain_run
+  workdir = str(tmp_path / "killed")
+  overrides = {**PRETRAIN_OVERRIDES, "checkpoint_every": 3}
+  env = dict(os.environ,
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+  proc = subprocess.run(
+      [sys.executable, "-c", _KILLED_PRETRAINING, workdir, json.dumps(overrides),
+       "6"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == -9, proc.stdout[-2000:] + proc.stderr[-3000:]
+  ckpt_dir = os.path.join(workdir, ma2mi_pretrain.CHECKPOINT_DIR)
+  assert checkpoints.step_dirs(ckpt_dir) == [6, 3]
+  assert not os.path.exists(os.path.join(workdir, "pretrained"))
+  assert [s for s, _ in _scalars(workdir, "pretrain/loss")] == [2, 4, 6]
+  for f in glob.glob(os.path.join(ckpt_dir, "6", "state", "**", "d", "*"),
+                     recursive=True):
+    open(f, "wb").close()  # truncated, as by a full disk
+
+  config = _pretrain_config(checkpoint_every=3)
+  with pytest.warns(checkpoints.CheckpointFallbackWarning, match="step 6"):
+    result = ma2mi_pretrain.run(config, workdir)
+  assert result["resumed_from"] == 3 and not result["already_done"]
+  assert [n.split("-")[0] for n in os.listdir(tmp_path / "killed" / "corrupt_checkpoints")] == ["6"]
+  assert checkpoints.step_dirs(ckpt_dir) == [7, 6]
+
+  # Bit for bit: exported branches, loss history (each log step once), curves.
+  a = flax.traverse_util.flatten_dict(
+      checkpoints.load_params(os.path.join(ref_dir, "pretrained")), sep="/")
+  b = flax.traverse_util.flatten_dict(
+      checkpoints.load_params(os.path.join(workdir, "pretrained")), sep="/")
+  assert sorted(a) == sorted(b)
+  for k in a:
+    assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+  assert result["history"] == ref["history"]
+  for d in (ref_dir, workdir):
+    with open(os.path.join(d, "loss_history.json")) as f:
+      assert json.load(f) == ref["history"]
+  for tag in ("pretrain/loss", "pretrain/loss_latent", "pretrain/lr"):
+    assert _scalars(workdir, tag) == _scalars(ref_dir, tag), tag
+  assert [s for s, _ in _scalars(workdir, "pretrain/loss")] == [2, 4, 6, 7]
+
+  # A finished run is not retrained: nothing is rewritten.
+  stamp = {p: os.stat(p).st_mtime_ns for p in glob.glob(
+      os.path.join(workdir, "**"), recursive=True)}
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    again = ma2mi_pretrain.run(config, workdir)
+  assert again["already_done"] and again["history"] == ref["history"]
+  assert {p: os.stat(p).st_mtime_ns for p in glob.glob(
+      os.path.join(workdir, "**"), recursive=True)} == stamp

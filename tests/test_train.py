@@ -151,6 +151,17 @@ def test_resume_after_kill_gives_identical_results(data_dir, tmp_path):
   with open(os.path.join(ref_dir, "predictions.csv")) as f1, \
        open(os.path.join(run_dir, "predictions.csv")) as f2:
     assert f1.read() == f2.read()
+  # TensorBoard shows each step once: the resumed fold marked its restart.
+  from tensorboard.backend.event_processing import event_accumulator
+  for d in os.listdir(os.path.join(run_dir, "tensorboard")):
+    if not d.startswith("synthetic_me"):
+      continue
+    curves = []
+    for w in (run_dir, ref_dir):
+      ea = event_accumulator.EventAccumulator(os.path.join(w, "tensorboard", d))
+      ea.Reload()
+      curves.append([(e.step, e.value) for e in ea.Scalars("train/loss")])
+    assert curves[0] == curves[1], d
 
 
 def test_unknown_config_key_is_named(data_dir):

@@ -10,6 +10,25 @@ them:
   <workdir>/loss_curve.png       + loss_history.json
   <workdir>/tensorboard/pretrain/ losses, lr, images: I[t] | true I[t+k+m] |
                                  predicted | true change | predicted change
+  <workdir>/pretrain_checkpoints/ orbax CheckpointManager, every
+                                 `config.checkpoint_every` steps and the last
+                                 (`config.keep_checkpoints` kept):
+                                 <step>/state  PretrainState (params,
+                                   batch_stats, opt_state, step, ema_action)
+                                 <step>/log    JSON {"history": the logged
+                                   averages so far, "pending": per-step metrics
+                                   not yet averaged}
+                                 mer_jax_meta.json  task and config
+  <workdir>/pretrain_done.json   written last: the run finished
+
+Resume: a rerun in the same workdir restores the newest checkpoint that
+restores (a corrupt newer one is moved to <workdir>/corrupt_checkpoints/),
+restarts the batch stream at that step (batch i depends on (config.seed, i)
+only), keeps the loss history up to that step and marks the restart in
+TensorBoard, which then shows each step once. The exported branches are bit
+for bit those of an uninterrupted run. A rerun of a finished run (its
+pretrain_done.json exists) returns its result without training. The
+schedule depends on `config.num_steps`: resume with the same config.
 
 Sampling (`config.pretrain`, gaps in milliseconds, converted with each clip's
 fps so a 200 fps corpus and a 30 fps one see the same time scale):
@@ -42,8 +61,6 @@ Data (`config.pretrain.source`):
     synthetic corpus is an optimistic stand-in for real macro -> micro.
   "tfds": the clips of `config.input.datasets` (e.g. ck_plus/7class_112),
     frames decoded on demand; labels ignored.
-
-Not resumable (a pretraining run is short); rerunning overwrites the outputs.
 """
 
 from __future__ import annotations
@@ -63,6 +80,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from mer_jax import checkpoints
 from mer_jax import metric_writer
 from mer_jax import models
 from mer_jax.data import pipeline
@@ -71,6 +89,10 @@ from mer_jax.data import sources
 log = logging.getLogger(__name__)
 
 BRANCHES = ("position_branch", "action_branch")
+PRETRAINED_DIR = "pretrained"  # what config.init_from reads
+CHECKPOINT_DIR = "pretrain_checkpoints"
+META_FILE = "mer_jax_meta.json"  # in CHECKPOINT_DIR: task and config
+DONE_FILE = "pretrain_done.json"  # written last: the run finished
 
 DEFAULTS = {
     "source": "synthetic_macro",  # synthetic_macro | tfds
@@ -209,21 +231,38 @@ def sample_triplet(clip: MacroClip, rng: np.random.Generator,
   return t, t + k, min(t + k + m, n - 1)
 
 
+def _draw(clips: list[MacroClip], rng: np.random.Generator,
+          settings: dict[str, Any]) -> tuple[MacroClip, tuple[int, int, int], bool]:
+  """One sample's `(clip, frame indices, flip)`; the only use of the data rng."""
+  clip = clips[int(rng.integers(len(clips)))]
+  idx = sample_triplet(clip, rng, settings)
+  flip = bool(settings["flip"] and rng.random() < 0.5)
+  return clip, idx, flip
+
+
 def batches(clips: list[MacroClip], config: ml_collections.ConfigDict,
-            settings: dict[str, Any], seed: int) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite `{"frame_t", "frame_tk", "frame_future"}` float32 `[B, H, W, C]` batches."""
+            settings: dict[str, Any], seed: int,
+            start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite `{"frame_t", "frame_tk", "frame_future"}` float32 `[B, H, W, C]` batches.
+
+  Starts at batch `start_step` (0-based) of the stream of `seed`: batch `i` is
+  a function of `(seed, i)` only, so a resumed run sees the batches of an
+  uninterrupted one. Skipping draws the indices of the skipped batches
+  without reading a frame (a few microseconds per sample).
+  """
   rng = np.random.default_rng(seed)
   mean, std = np.float32(config.input.mean), np.float32(config.input.std)
   bsz = config.input.batch_size
+  for _ in range(start_step * bsz):
+    _draw(clips, rng, settings)
   while True:
     out = {"frame_t": [], "frame_tk": [], "frame_future": []}
     for _ in range(bsz):
-      clip = clips[int(rng.integers(len(clips)))]
-      idx = sample_triplet(clip, rng, settings)
+      clip, idx, flip = _draw(clips, rng, settings)
       x = np.stack([clip.frame(i) for i in idx])  # [3, H, W, 3] uint8
       if config.input.channels == 1:
         x = pipeline.to_grey(x)
-      if settings["flip"] and rng.random() < 0.5:
+      if flip:
         x = x[:, :, ::-1]
       x = (x.astype(np.float32) / 255.0 - mean) / std
       for key, f in zip(out, x):
@@ -347,11 +386,74 @@ def save_branches(params: Any, path: str) -> None:
   ckptr.wait_until_finished()
 
 
+# ----------------------------------------------------------------------------
+# Checkpoints, resume and the finished-run marker.
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)  # atomic: a kill never leaves half a file
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+# Keys that do not change the trained weights or the logged history.
+_RESUME_INDIFFERENT = {"progress", "checkpoint_every", "keep_checkpoints"}
+
+
+def _config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """Flattened config keys whose values differ (JSON-normalised)."""
+  flat = lambda d: flax.traverse_util.flatten_dict(json.loads(json.dumps(d)), sep=".")
+  a, b = flat(old), flat(new)
+  return sorted(k for k in set(a) | set(b)
+                if a.get(k) != b.get(k) and k not in _RESUME_INDIFFERENT)
+
+
+def _finished(workdir: str, config: ml_collections.ConfigDict) -> dict[str, Any] | None:
+  """The result of a run that already finished in `workdir`, else None."""
+  path = os.path.join(workdir, DONE_FILE)
+  if not os.path.exists(path):
+    return None
+  done = _read_json(path)
+  pretrained = os.path.join(workdir, PRETRAINED_DIR)
+  if done.get("num_steps") != config.num_steps:
+    log.warning("%s finished at num_steps=%s (config.num_steps=%d); not "
+                "retraining. Use a new workdir to train again.", workdir,
+                done.get("num_steps"), config.num_steps)
+  log.info("MA2MI pretraining in %s already finished (%s steps); branches are "
+           "in %s", workdir, done.get("num_steps"), pretrained)
+  history = _read_json(os.path.join(workdir, "loss_history.json"))
+  return {"history": history, "seconds": done.get("seconds"),
+          "pretrained": pretrained, "resumed_from": done.get("num_steps"),
+          "already_done": True}
+
+
+def _checkpoint_log(history: list[dict[str, float]],
+                    pending: list[dict[str, Any]]) -> dict[str, Any]:
+  """The loss history and the not-yet-averaged metrics of a checkpoint."""
+  return {"history": history,
+          "pending": [{k: float(v) for k, v in m.items()} for m in pending]}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Pretrains and saves the branches; returns the final metrics."""
+  """Pretrains (or resumes) and saves the branches; returns the final metrics.
+
+  The result holds `history` (one entry per logged step), `seconds` (this
+  invocation), `pretrained` (the exported directory), `resumed_from` (the
+  restored checkpoint step: 0 for a fresh run, num_steps when the run had
+  already finished) and `already_done`.
+  """
   settings = pretrain_settings(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  finished = _finished(workdir, config)
+  if finished is not None:
+    return finished
   t0 = time.time()
   clips = load_clips(config, settings)
   log.info("MA2MI pretraining on %d %s clips (%.0fs to load)", len(clips),
@@ -370,11 +472,48 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                         batch_stats=variables["batch_stats"],
                         opt_state=tx.init(params),
                         ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
+
+  ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
+  mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints, create=True))
+  meta_path = os.path.join(ckpt_dir, META_FILE)
+  if os.path.exists(meta_path):
+    changed = _config_changes(_read_json(meta_path).get("config", {}),
+                              config.to_dict())
+    if changed and checkpoints.step_dirs(ckpt_dir):
+      log.warning("Resuming %s with a config that differs from the "
+                  "checkpointed run's in %s: the result will not match an "
+                  "uninterrupted run of either config.", ckpt_dir, changed)
+  if jax.process_index() == 0:
+    _write_json(meta_path, {"task": "ma2mi_pretrain", "config": config.to_dict()})
+  # The newest step that restores; a corrupt newer one is warned about and
+  # moved to <workdir>/corrupt_checkpoints/ so it can be re-saved.
+  start, restored = checkpoints.restore_latest_valid(
+      mngr, lambda s: mngr.restore(s, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(state), log=ocp.args.JsonRestore())),
+      quarantine=True)
+  history, pending = [], []
+  if start is None:
+    start = 0
+  else:
+    if start > config.num_steps:
+      raise ValueError(
+          f"{ckpt_dir} holds step {start} > config.num_steps="
+          f"{config.num_steps}; use a new workdir or the original num_steps.")
+    state = restored["state"]
+    history = list(restored["log"]["history"])
+    # float32, as fetched from the device: the averages match bit for bit.
+    pending = [{k: np.float32(v) for k, v in m.items()}
+               for m in restored["log"]["pending"]]
+    log.info("MA2MI pretraining resumed from step %d of %d", start,
+             config.num_steps)
+
   step_fn = jax.jit(make_train_step(model, tx, settings), donate_argnums=(0,))
   writer = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "pretrain"))
-  data = batches(clips, config, settings, seed=config.seed)
-  history, pending = [], []
-  for step in range(config.num_steps):
+  if start:
+    writer.restart(start + 1)
+  data = batches(clips, config, settings, seed=config.seed, start_step=start)
+  for step in range(start, config.num_steps):
     batch = next(data)
     state, metrics, residual = step_fn(state, batch, rng)
     pending.append(metrics)
@@ -396,14 +535,31 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       writer.image(done, "pretrain/t_future_pred_change_predchange",
                    image_grid(batch, jax.device_get(residual), config,
                               settings["num_images"]))
+    if done % config.checkpoint_every == 0 or done == config.num_steps:
+      pending = jax.device_get(pending)
+      writer.flush()  # the events up to a checkpoint survive a kill
+      mngr.save(done, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          log=ocp.args.JsonSave(_checkpoint_log(history, pending))))
+  mngr.wait_until_finished()
+  mngr.close()
   writer.close()
-  save_branches(state.params, os.path.join(workdir, "pretrained"))
-  with open(os.path.join(workdir, "loss_history.json"), "w") as f:
-    json.dump(history, f, indent=1)
-  if history:
-    plot_losses(history, os.path.join(workdir, "loss_curve.png"))
+
+  # Exported from the final state (restored or trained): the same bits
+  # whether or not the run was interrupted. The marker goes last.
+  pretrained = os.path.join(workdir, PRETRAINED_DIR)
+  save_branches(state.params, pretrained)
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, "loss_history.json"), history)
+    if history:
+      plot_losses(history, os.path.join(workdir, "loss_curve.png"))
   result = {"history": history, "seconds": time.time() - t0,
-            "pretrained": os.path.join(workdir, "pretrained")}
+            "pretrained": pretrained, "resumed_from": start,
+            "already_done": False}
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, DONE_FILE), {
+        "num_steps": config.num_steps, "seconds": result["seconds"],
+        "resumed_from": start, "final": history[-1] if history else None})
   log.info("MA2MI done in %.0fs; branches saved to %s", result["seconds"],
            result["pretrained"])
   return result
