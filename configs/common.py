@@ -141,3 +141,17 @@ def fdp_official(datasets: Sequence[str], class_order: Sequence[str],
     c.model.fc1_hidden = 32
     c.model.segnet_widths = (8, 16, 32, 64)
   return c
+
+
+def miacnet_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a 112 px MIACNet / MA2MI config to seconds (tests); keeps the data."""
+  tiny_schedule(c)
+  c.input.size = 32
+  c.input.num_frames = 4
+  c.model.stem_width = 8
+  c.model.widths = (8, 16)
+  c.model.strides = (1, 2)
+  c.model.position_depth = 1
+  c.model.position_heads = 2
+  c.model.position_mlp_ratio = 2.0
+  return c

@@ -10,15 +10,18 @@ so every (t, t+k) pair lies inside the expression. Gaps: k <= 160 ms (5
 frames), future m <= 100 ms (3 frames). Only the 327 labelled sequences are
 read (the corpus loader drops label -1); the labels themselves are ignored.
 The branches come from configs/miacnet_casme2.py (shared with SAMM). Not yet
-run (licensed corpus): step count and lr are a starting point.
+run on the real corpus (licensed): step count and lr are a starting point.
+`tiny` pretrains a small model on the CK+ fixture in the e2e tests and
+transfers it to `miacnet_casme2:tiny`.
 """
 
+from configs import common
 from configs import miacnet_casme2
 from mer_jax import config_lib
 
 
 def get_config(arg=None):
-  del arg
+  _, tiny = common.parse_arg(arg, ("7class",))
   c = config_lib.base_config()
   c.task = "ma2mi_pretrain"
   c.model_name = "ma2mi"
@@ -40,4 +43,10 @@ def get_config(arg=None):
   c.pretrain.latent_weight = 0.5
   c.pretrain.ema_momentum = 0.996
   c.pretrain.image_every = 1000
+  if tiny:
+    common.miacnet_tiny(c)
+    c.model.predictor_width = 8
+    c.model.decoder_width = 8
+    c.schedule.warmup_steps = 2
+    c.pretrain.image_every = 0
   return c

@@ -10,9 +10,11 @@ ratio 4. Optimisation follows MMNet's recipe (AdamW, lr 8e-4, weight decay
 0.6, 74 epochs of batch 32 ~ 550 steps on ~237 training clips), with the
 trainer's warmup-cosine schedule instead of MMNet's exponential decay.
 Augmentation as MMNet: flip, +-3 deg rotation, ~15/224 shift. Not yet run
-(the corpus is licensed and not available here).
+on the real corpus (licensed, not available here); `tiny` (a small model on
+the same dataset) trains on the CASME II fixture in the e2e tests.
 """
 
+from configs import common
 from mer_jax import config_lib
 
 
@@ -30,7 +32,7 @@ def set_branches(c):
 
 
 def get_config(arg=None):
-  del arg
+  _, tiny = common.parse_arg(arg, ("5class",))
   c = config_lib.base_config()
   c.input.datasets = ("casme2/5class_112",)
   c.input.num_frames = 8
@@ -53,4 +55,4 @@ def get_config(arg=None):
   c.schedule.warmup_steps = 30
   c.num_steps = 550
   c.log_every = 25
-  return c
+  return common.miacnet_tiny(c) if tiny else c

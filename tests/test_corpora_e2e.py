@@ -18,13 +18,14 @@ import tensorflow_datasets as tfds
 sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from tfds_builders import casme2, casme3, casme_sq, samm, smic  # noqa: F401  (register)
+from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
 from tfds_builders import corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEGC2019 = ("smic/3class_112", "casme2/3class_112", "samm/3class_112")
 MAKERS = {"casme2": cf.make_casme2, "samm": cf.make_samm, "smic": cf.make_smic,
-          "casme_sq": cf.make_casme_sq, "casme3": cf.make_casme3}
+          "casme_sq": cf.make_casme_sq, "casme3": cf.make_casme3,
+          "ck_plus": cf.make_ck_plus}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def built(tmp_path_factory):
     # CASME II and SAMM: also 5-class, for the fdp_official configs.
     protocols = {"casme_sq": ("3class", "4class"),
                  "casme2": ("3class", "5class"),
-                 "samm": ("3class", "5class")}.get(name, ("3class",))
+                 "samm": ("3class", "5class"),
+                 "ck_plus": ("7class",)}.get(name, ("3class",))
     for protocol in protocols:
       b = tfds.builder(f"{name}/{protocol}_112", data_dir=data_dir,
                        file_format="array_record", alignment="none")
@@ -121,6 +123,32 @@ def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
   results = train.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), c.input.class_order, fold)
+
+
+def test_ma2mi_on_ck_plus_then_miacnet_on_casme2_and_samm(built, tmp_path):
+  """configs/ma2mi_ck_plus.py pretrains on the CK+ fixture (macro, labels
+  unused); configs/miacnet_{casme2,samm}.py start from it (init_from)."""
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  pt_dir = str(tmp_path / "ma2mi")
+  c = _config("ma2mi_ck_plus", "tiny", **{
+      "input.data_dir": built, "input.auto_build": False, "num_steps": 3,
+      "log_every": 1, "checkpoint_every": 3})
+  train.run(c, pt_dir)
+  pretrained = os.path.join(pt_dir, "pretrained")
+  assert os.path.isdir(pretrained)
+  for module, dataset in (("miacnet_casme2", "casme2/5class_112"),
+                          ("miacnet_samm", "samm/5class_112")):
+    fixture = sources.load_corpus([dataset], built, auto_build=False,
+                                  show_progress=False)
+    fold = fixture.subjects[0]
+    workdir = str(tmp_path / module)
+    c = _config(module, "tiny", **{
+        "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
+        "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,),
+        "init_from": pretrained})
+    results = train.train_and_evaluate(c, workdir)
+    _check(results, workdir, fixture.class_names, fold)
 
 
 def test_class_order_must_be_a_permutation(built):
