@@ -1,7 +1,8 @@
 """Reading orbax checkpoints: transfer (`config.init_from`) and fallback.
 
 `load_params` reads parameters for `config.init_from`; `restore_latest_valid`
-restores the newest step that is not corrupt (trainer resume, inference).
+restores the newest step that is not corrupt (trainer resume, inference);
+`write_json` writes the small JSON files beside them atomically.
 
 `load_params` accepts two layouts:
   - a `CheckpointManager` directory (step sub-directories; the latest step's
@@ -12,6 +13,7 @@ restores the newest step that is not corrupt (trainer resume, inference).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Callable, TypeVar
@@ -24,6 +26,18 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# In a checkpoints directory: what wrote it (task / model and config).
+META_FILE = "mer_jax_meta.json"
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as JSON to `path` atomically: a kill never leaves half a file."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
 
 
 def _is_manager_dir(path: str) -> bool:

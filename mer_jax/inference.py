@@ -36,7 +36,7 @@ from mer_jax import models
 from mer_jax.data import pipeline
 from mer_jax.data import sampling
 
-META_FILE = "mer_jax_meta.json"
+META_FILE = checkpoints.META_FILE
 
 
 class CheckpointError(ValueError):

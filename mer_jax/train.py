@@ -374,7 +374,7 @@ class Fold:
     if jax.process_index() == 0:
       # A checkpoint directory is self-describing: mer_jax.load_model needs
       # nothing else to rebuild the model and its input pipeline.
-      _write_json(os.path.join(ckpt_dir, "mer_jax_meta.json"), {
+      checkpoints.write_json(os.path.join(ckpt_dir, checkpoints.META_FILE), {
           "config": config.to_dict(), "class_names": list(self.corpus.class_names),
           "test_subject": self.subject, "train_subjects": sorted(
               {c.subject for c in self.train_clips}),
@@ -473,7 +473,7 @@ class Fold:
         "probs": np.round(probs, 6).tolist(),
     }
     if jax.process_index() == 0:
-      _write_json(self.result_path, result)
+      checkpoints.write_json(self.result_path, result)
     return result
 
   def write_preview(self, writer, params, batch_stats, preds, step: int) -> None:
@@ -626,14 +626,6 @@ def hash_seed(seed: int, name: str) -> int:
   return (zlib.crc32(f"{seed}:{name}".encode()) ^ seed) & 0x7FFFFFFF
 
 
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)  # atomic: a kill never leaves half a result
-
-
 # ----------------------------------------------------------------------------
 # Entry point.
 
@@ -764,8 +756,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       "confusion": summary["confusion"],
   }
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    _write_json(os.path.join(workdir, "results.json"), results)
+    checkpoints.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    checkpoints.write_json(os.path.join(workdir, "results.json"), results)
     _write_predictions(os.path.join(workdir, "predictions.csv"), fold_results,
                        corpus.class_names)
     evaluation.plot_confusion(

@@ -35,8 +35,8 @@ def frame_plan(n: int, onset: int, offset: int, num_frames: int,
   onset = int(np.clip(onset, 0, n - 1))
   offset = int(np.clip(offset, onset, n - 1))
   zero = np.zeros(num_frames, np.float32)
-  if mode == "stride" and offset - onset + 1 >= num_frames:
-    length = offset - onset + 1
+  length = offset - onset + 1
+  if mode == "stride" and length >= num_frames:
     idx = onset + np.arange(num_frames) * (length // num_frames)
     return idx, idx, zero
   if mode in ("uniform", "stride"):

@@ -91,7 +91,6 @@ log = logging.getLogger(__name__)
 BRANCHES = ("position_branch", "action_branch")
 PRETRAINED_DIR = "pretrained"  # what config.init_from reads
 CHECKPOINT_DIR = "pretrain_checkpoints"
-META_FILE = "mer_jax_meta.json"  # in CHECKPOINT_DIR: task and config
 DONE_FILE = "pretrain_done.json"  # written last: the run finished
 
 DEFAULTS = {
@@ -390,13 +389,6 @@ def save_branches(params: Any, path: str) -> None:
 # Checkpoints, resume and the finished-run marker.
 
 
-def _write_json(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)  # atomic: a kill never leaves half a file
-
-
 def _read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)
@@ -476,7 +468,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
       max_to_keep=config.keep_checkpoints, create=True))
-  meta_path = os.path.join(ckpt_dir, META_FILE)
+  meta_path = os.path.join(ckpt_dir, checkpoints.META_FILE)
   if os.path.exists(meta_path):
     changed = _config_changes(_read_json(meta_path).get("config", {}),
                               config.to_dict())
@@ -485,7 +477,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                   "checkpointed run's in %s: the result will not match an "
                   "uninterrupted run of either config.", ckpt_dir, changed)
   if jax.process_index() == 0:
-    _write_json(meta_path, {"task": "ma2mi_pretrain", "config": config.to_dict()})
+    checkpoints.write_json(meta_path, {"task": "ma2mi_pretrain", "config": config.to_dict()})
   # The newest step that restores; a corrupt newer one is warned about and
   # moved to <workdir>/corrupt_checkpoints/ so it can be re-saved.
   start, restored = checkpoints.restore_latest_valid(
@@ -550,14 +542,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   pretrained = os.path.join(workdir, PRETRAINED_DIR)
   save_branches(state.params, pretrained)
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, "loss_history.json"), history)
+    checkpoints.write_json(os.path.join(workdir, "loss_history.json"), history)
     if history:
       plot_losses(history, os.path.join(workdir, "loss_curve.png"))
   result = {"history": history, "seconds": time.time() - t0,
             "pretrained": pretrained, "resumed_from": start,
             "already_done": False}
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, DONE_FILE), {
+    checkpoints.write_json(os.path.join(workdir, DONE_FILE), {
         "num_steps": config.num_steps, "seconds": result["seconds"],
         "resumed_from": start, "final": history[-1] if history else None})
   log.info("MA2MI done in %.0fs; branches saved to %s", result["seconds"],
