@@ -56,13 +56,6 @@ def get_config(arg=None):
   c.num_steps = 150
   c.log_every = 50
   if arg == "tiny":
-    common.tiny_schedule(c)
+    common.miacnet_tiny(c)
     c.input.datasets = ("synthetic_me/tiny",)
-    c.input.size = 32
-    c.input.num_frames = 4
-    c.model.stem_width = 8
-    c.model.widths = (8, 16)
-    c.model.strides = (1, 2)
-    c.model.position_depth = 1
-    c.model.position_heads = 2
   return c

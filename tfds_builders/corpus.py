@@ -48,6 +48,16 @@ class CorpusDefectError(ValueError):
   """A strict build met a defect (bad row, missing/unreadable frame, ...)."""
 
 
+# The record format version of the licensed-corpus builders (they write
+# records through this module, so they change together).
+VERSION = tfds.core.Version("1.1.0")
+RELEASE_NOTES = {
+    "1.0.0": "First release.",
+    "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
+              "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
+              "read by this version."),
+}
+
 REPORT_FILE = "build_report.json"
 # Skip reasons shared by the builders (a builder may add its own).
 BAD_ROW = "bad annotation row"

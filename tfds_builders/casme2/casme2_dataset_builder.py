@@ -60,13 +60,8 @@ def subject_name(cell) -> str | None:
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CASME II micro-expression clips (onset..offset), one split per subject."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
-                "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
-                "read by this version."),
-  }
+  VERSION = corpus.VERSION
+  RELEASE_NOTES = corpus.RELEASE_NOTES
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(
       PROTOCOLS, variants={"raw": "dlib", "cropped": "dlib_or_center"},

@@ -60,13 +60,8 @@ def _digits(v) -> int | None:
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CAS(ME)^2 micro-expression clips (onset..offset), one split per subject."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
-                "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
-                "read by this version."),
-  }
+  VERSION = corpus.VERSION
+  RELEASE_NOTES = corpus.RELEASE_NOTES
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = corpus.make_configs(PROTOCOLS, description="CAS(ME)^2")
   DEFAULT_CONFIG_NAME = "3class_112"

@@ -69,9 +69,9 @@ def facs_string(path: str | None) -> str:
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """CK+ labelled sequences (neutral -> peak), one split per subject."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = corpus.VERSION
   RELEASE_NOTES = {
-      "1.0.0": "First release.",
+      **corpus.RELEASE_NOTES,
       "1.1.0": ("Records carry `apex_annotated`, always True for CK+ (the last "
                 "frame is the coded peak). Rebuild: 1.0.0 builds are not read "
                 "by this version."),

@@ -51,9 +51,9 @@ PROTOCOLS = {"3class": (EMOTIONS, None)}
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """SMIC micro-expression clips (whole clip), one split per subject."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = corpus.VERSION
   RELEASE_NOTES = {
-      "1.0.0": "First release.",
+      **corpus.RELEASE_NOTES,
       "1.1.0": ("Records carry `apex_annotated`, always False for SMIC (its "
                 "apex is the middle-frame stand-in). Rebuild: 1.0.0 builds are "
                 "not read by this version."),
