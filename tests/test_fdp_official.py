@@ -226,3 +226,90 @@ def test_im2col_path_is_the_same_math(hw):
     # It is really another path: float32 sums in another order.
     jaxpr = str(jax.make_jaxpr(lambda x: fast.apply(params, x))(x))
     assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+
+
+def _bf16_exact(key, shape):
+  """float32 values that bfloat16 represents exactly (rounding is a no-op)."""
+  x = jax.random.normal(key, shape, jnp.float32)
+  return x.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+@pytest.mark.parametrize("k,stride,pad,shape", [
+    (3, 1, 1, (2, 6, 6, 16)), (3, 2, 1, (2, 7, 8, 16)),
+    (1, 1, 0, (2, 3, 5, 5, 16))])
+def test_mixed_conv_forward_and_both_gradients(k, stride, pad, shape):
+  """bfloat16-operand conv: on inputs bfloat16 holds exactly it is float32 math.
+
+  All three products (y, dx, dw) round only their operands; with operands
+  already in bfloat16 what is left is float32 accumulation in another order,
+  so a wrong transpose, stride or layout shows as an O(1) error.
+  """
+  kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+  x = _bf16_exact(kx, shape)
+  w = _bf16_exact(kw, (k, k, 16, 24))
+
+  def ref(x, w):
+    return jax.lax.conv_general_dilated(
+        x.reshape((-1,) + x.shape[-3:]), w, (stride, stride),
+        ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST)
+
+  def mixed(x, w):
+    return fdp.mixed_conv(x.reshape((-1,) + x.shape[-3:]), w, stride, pad,
+                          "bfloat16")
+
+  y_ref, vjp_ref = jax.vjp(ref, x, w)
+  y, vjp = jax.jit(lambda x, w: jax.vjp(mixed, x, w))(x, w)
+  assert y.dtype == jnp.float32 and y.shape == y_ref.shape
+  g = _bf16_exact(kg, y.shape)
+  for a, b in zip((y,) + vjp(g), (y_ref,) + vjp_ref(g)):
+    assert a.shape == b.shape and a.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                               atol=1e-5 * float(jnp.max(jnp.abs(b))))
+  # General float32 inputs are rounded: close, not equal.
+  xr = jax.random.normal(kx, shape)
+  err = jnp.max(jnp.abs(mixed(xr, w) - ref(xr, w))) / jnp.max(jnp.abs(ref(xr, w)))
+  assert 1e-6 < float(err) < 2e-2
+
+
+def test_bfloat16_model_tracks_float32():
+  """matmul_dtype="bfloat16" (every path: im2col, pointwise, XLA conv, dense)
+  stays close to the float32 model and trains as well; float32 is the default.
+
+  Gradients are not compared directly: this model's train-mode gradients are
+  chaotic (max-pool argmax, ReLU and small-batch BatchNorm near-ties), so even
+  1e-3 noise on the float32 model's input leaves a gradient cosine of ~0.2.
+  """
+  cfg = dict(fdp.SMALL_CONFIG)
+  f32 = fdp.Model(**cfg)
+  assert f32.matmul_dtype == "float32"
+  b16 = fdp.Model(**cfg, matmul_dtype="bfloat16", im2col_max_pixels=256)
+  frames = jax.random.normal(jax.random.key(0), (4, 8, 64, 64, 1))
+  variables = f32.init(jax.random.key(1), frames, train=False)
+  (l32, a32), (l16, a16) = (
+      m.apply(variables, frames, train=False) for m in (f32, b16))
+  for a, b in ((l16, l32), (a16["dynamic_image_logits"],
+                            a32["dynamic_image_logits"])):
+    rel = float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+    assert 0 < rel < 0.05, rel
+  jaxpr = str(jax.make_jaxpr(
+      lambda v: b16.apply(v, frames, train=False))(variables))
+  assert "bf16" in jaxpr and "custom_vjp_call" in jaxpr
+
+  tx = fdp_reference.official_optimizer(lr=1e-3)
+  labels = jnp.array([0, 3, 1, 3])
+  target = jax.random.uniform(jax.random.key(2), (4, 64, 64))
+  losses = {}
+  for name, m in (("f32", f32), ("b16", b16)):
+    step = jax.jit(fdp_reference.make_train_step(m, tx, return_grads=False))
+    state = (variables["params"], variables["batch_stats"],
+             tx.init(variables["params"]))
+    losses[name] = []
+    for i in range(6):
+      *state, out = step(*state, frames, labels, target, jax.random.key(i))
+      losses[name].append(float(out["losses"]["final"]))
+  assert losses["b16"][-1] < 0.95 * losses["b16"][0], losses
+  np.testing.assert_allclose(losses["b16"], losses["f32"], rtol=0.05)
+  with pytest.raises(ValueError, match="matmul_dtype"):
+    fdp.Model(**cfg, matmul_dtype="float16").init(
+        jax.random.key(0), frames, train=False)

@@ -144,14 +144,71 @@ def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int
 # Layers.
 # ---------------------------------------------------------------------------
 
-def _im2col(x: Array, k: int, pad: int) -> Array:
-  """Stride-1 patches: [..., H, W, C] -> [..., H', W', k*k*C] (HWIO order)."""
+def _im2col(x: Array, k: int, pad: int, stride: int = 1) -> Array:
+  """Patches: [..., H, W, C] -> [..., H', W', k*k*C] (HWIO order of the kernel).
+
+  k = 1, pad = 0, stride = 1 returns `x` itself (a 1x1 conv or a Linear).
+  """
+  if k == 1 and pad == 0 and stride == 1:
+    return x
   h, w = x.shape[-3:-1]
   widths = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
   xp = jnp.pad(x, widths)
-  ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
-  return jnp.concatenate([xp[..., i:i + ho, j:j + wo, :]
-                          for i in range(k) for j in range(k)], axis=-1)
+  ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+  return jnp.concatenate(
+      [xp[..., i:i + stride * (ho - 1) + 1:stride,
+          j:j + stride * (wo - 1) + 1:stride, :]
+       for i in range(k) for j in range(k)], axis=-1)
+
+
+def _dot_f32(a: Array, b: Array, contract: tuple[Sequence[int], Sequence[int]]
+             ) -> Array:
+  return jax.lax.dot_general(a, b, (contract, ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def mixed_conv(x: Array, kernel: Array, stride: int, pad: int,
+               dtype: str) -> Array:
+  """Conv (or dense product) with `dtype` operands and float32 results.
+
+  x [N, H, W, Cin] (any leading dims when the kernel is 1x1 with pad 0),
+  kernel [k, k, Cin, Cout] -> float32 [N, H', W', Cout]. The three products
+  of the step (forward, input and kernel gradients) all round their operands
+  to `dtype` and accumulate in float32, which is what a TPU does by default
+  for float32 matmuls and what `torch.autocast` does for convs. Computed as
+  im2col + dot because XLA:CPU runs bfloat16 dots ~1.8x faster than float32
+  ones (its convolutions upcast bfloat16 to float32, so they gain nothing);
+  the custom VJP keeps the backward products in `dtype` too (plain autodiff
+  would give float32 x bfloat16 products) and reuses the forward's patches.
+  """
+  return _mixed_conv_fwd(x, kernel, stride, pad, dtype)[0]
+
+
+def _mixed_conv_fwd(x, kernel, stride, pad, dtype):
+  k, cout = kernel.shape[0], kernel.shape[-1]
+  cols = _im2col(x.astype(dtype), k, pad, stride)
+  w = kernel.astype(dtype)
+  y = _dot_f32(cols, w.reshape(-1, cout), ((cols.ndim - 1,), (0,)))
+  # x's shape rides along as a zero-size array: residuals must be arrays.
+  return y, (cols, w, jnp.zeros(x.shape[:-1] + (0,), x.dtype))
+
+
+def _mixed_conv_bwd(stride, pad, dtype, res, g):
+  cols, w, x_stub = res
+  k, cin, cout = w.shape[0], w.shape[2], w.shape[3]
+  g = g.astype(dtype)
+  lead = tuple(range(g.ndim - 1))
+  dw = _dot_f32(cols, g, (lead, lead)).reshape(w.shape)
+  dcols = _dot_f32(g, w.reshape(-1, cout), ((g.ndim - 1,), (1,)))
+  x_shape = x_stub.shape[:-1] + (cin,)
+  # The transpose of im2col (pad + strided adds), in float32.
+  _, im2col_t = jax.vjp(lambda t: _im2col(t, k, pad, stride),
+                        jnp.zeros(x_shape, jnp.float32))
+  return im2col_t(dcols)[0], dw
+
+
+mixed_conv.defvjp(_mixed_conv_fwd, _mixed_conv_bwd)
 
 
 class Conv2d(nn.Module):
@@ -164,6 +221,10 @@ class Conv2d(nn.Module):
     padding: symmetric zero padding (torch `padding=`).
     use_bias: add a bias.
     init: "torch" (PyTorch default init) or "timm" (N(0, .02^2), zero bias).
+    im2col_max_pixels: run as im2col + matmul when the input map has at most
+      this many pixels (see `Model`).
+    matmul_dtype: operand dtype of the product ("float32" or "bfloat16";
+      float32 accumulation and output either way, see `mixed_conv`).
   """
   features: int
   kernel_size: int = 3
@@ -172,6 +233,7 @@ class Conv2d(nn.Module):
   use_bias: bool = True
   init: str = "torch"
   im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -181,22 +243,36 @@ class Conv2d(nn.Module):
     fan_in = cin * k * k
     kinit = torch_kernel_init if self.init == "torch" else timm_kernel_init
     kernel = self.param("kernel", kinit, (k, k, cin, self.features))
-    if k == 1 and self.stride == 1 and self.padding == 0:
+    pointwise = k == 1 and self.stride == 1 and self.padding == 0
+    small = x.shape[-3] * x.shape[-2] <= self.im2col_max_pixels
+    batch_shape = x.shape[:-3]
+    if self.matmul_dtype != "float32" and (pointwise or small):
+      y = mixed_conv(x.reshape((-1,) + x.shape[-3:]), kernel, self.stride,
+                     self.padding, self.matmul_dtype)
+      y = y.reshape(batch_shape + y.shape[1:])
+    elif pointwise:
       # 1x1 conv == matmul over channels; a dot is cheaper than a conv on CPU.
       y = jnp.einsum("...c,cd->...d", x, kernel[0, 0])
-    elif self.stride == 1 and x.shape[-3] * x.shape[-2] <= self.im2col_max_pixels:
+    elif self.stride == 1 and small:
       # Tiny maps (the 2x2 last stage): XLA:CPU runs a 3x3 768->768 conv on
       # 2x2 inputs ~35x slower than the same im2col matmul (1.4 s vs 42 ms
       # forward + backward at batch 8 x 8 frames). Same math, other float32
       # summation order.
       y = _im2col(x, k, self.padding) @ kernel.reshape(k * k * cin, -1)
     else:
-      batch_shape = x.shape[:-3]
+      x = x.reshape((-1,) + x.shape[-3:])
+      out_dtype = None
+      if self.matmul_dtype != "float32":
+        # The accelerator path: cuDNN / TPU convs take bfloat16 operands
+        # natively (XLA:CPU upcasts them, hence `im2col_max_pixels`).
+        x, kernel = x.astype(self.matmul_dtype), kernel.astype(
+            self.matmul_dtype)
+        out_dtype = jnp.float32
       y = jax.lax.conv_general_dilated(
-          x.reshape((-1,) + x.shape[-3:]), kernel,
-          window_strides=(self.stride, self.stride),
+          x, kernel, window_strides=(self.stride, self.stride),
           padding=((self.padding, self.padding),) * 2,
-          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+          dimension_numbers=("NHWC", "HWIO", "NHWC"),
+          preferred_element_type=out_dtype)
       y = y.reshape(batch_shape + y.shape[1:])
     if self.use_bias:
       binit = torch_bias_init(fan_in) if self.init == "torch" else (
@@ -206,9 +282,10 @@ class Conv2d(nn.Module):
 
 
 class Linear(nn.Module):
-  """torch.nn.Linear (kernel stored [in, out])."""
+  """torch.nn.Linear (kernel stored [in, out]); `matmul_dtype` as Conv2d."""
   features: int
   init: str = "torch"
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -220,6 +297,8 @@ class Linear(nn.Module):
       kinit, binit = timm_kernel_init, nn.initializers.zeros
     kernel = self.param("kernel", kinit, (fan_in, self.features))
     bias = self.param("bias", binit, (self.features,))
+    if self.matmul_dtype != "float32":
+      return mixed_conv(x, kernel[None, None], 1, 0, self.matmul_dtype) + bias
     return jnp.dot(x, kernel) + bias
 
 
@@ -341,11 +420,14 @@ def pool_indices_to_torch(idx: Array) -> Array:
 class ConvBNReLU(nn.Module):
   features: int
   stride: int
+  im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     x = Conv2d(self.features, 3, self.stride, 1, use_bias=False, init="timm",
-               name="conv")(x)
+               im2col_max_pixels=self.im2col_max_pixels,
+               matmul_dtype=self.matmul_dtype, name="conv")(x)
     x = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     return nn.relu(x)
 
@@ -354,36 +436,41 @@ class PatchEmbed(nn.Module):
   """[avg-pool 2x2 if stride 2] -> 1x1 conv (no bias) -> BN."""
   features: int
   stride: int
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     if self.stride == 2:
       x = _avg_pool_2x2_ceil(x)
     x = Conv2d(self.features, 1, 1, 0, use_bias=False, init="timm",
-               name="conv")(x)
+               matmul_dtype=self.matmul_dtype, name="conv")(x)
     return TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
 
 
 class MHCA(nn.Module):
   """Official "multi-head conv attention": one dense 3x3 conv, no bias."""
   im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     return Conv2d(x.shape[-1], 3, 1, 1, use_bias=False, init="timm",
                   im2col_max_pixels=self.im2col_max_pixels,
-                  name="group_conv3x3")(x)
+                  matmul_dtype=self.matmul_dtype, name="group_conv3x3")(x)
 
 
 class Mlp(nn.Module):
   hidden: int
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     c = x.shape[-1]
-    x = Conv2d(self.hidden, 1, 1, 0, init="timm", name="conv1")(x)
+    x = Conv2d(self.hidden, 1, 1, 0, init="timm",
+               matmul_dtype=self.matmul_dtype, name="conv1")(x)
     x = nn.relu(x)  # Dropout(0) omitted: drop=0 in the official model.
-    return Conv2d(c, 1, 1, 0, init="timm", name="conv2")(x)
+    return Conv2d(c, 1, 1, 0, init="timm", matmul_dtype=self.matmul_dtype,
+                  name="conv2")(x)
 
 
 class LFA(nn.Module):
@@ -394,18 +481,19 @@ class LFA(nn.Module):
   mlp_ratio: float = 3.0
   head_dim: int = 8
   im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     assert self.features % self.head_dim == 0, (self.features, self.head_dim)
     if self.stride == 2 or x.shape[-1] != self.features:
-      x = PatchEmbed(self.features, self.stride, name="patch_embed")(
-          x, train=train)
-    mhca = MHCA(self.im2col_max_pixels, name="mhca")
+      x = PatchEmbed(self.features, self.stride, self.matmul_dtype,
+                     name="patch_embed")(x, train=train)
+    mhca = MHCA(self.im2col_max_pixels, self.matmul_dtype, name="mhca")
     x = x + DropPath(self.path_dropout)(mhca(x), train=train)
     out = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     hidden = _make_divisible(self.features * self.mlp_ratio, 32)
-    out = Mlp(hidden, name="mlp")(out)
+    out = Mlp(hidden, self.matmul_dtype, name="mlp")(out)
     return x + DropPath(self.path_dropout)(out, train=train)
 
 
@@ -424,13 +512,15 @@ class FrameEncoder(nn.Module):
   feature_dim: int
   strides: Sequence[int] = (1, 2, 2, 2)
   im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     """[T, B, H, W, C] (T independent calls) -> [T, B, feature_dim]."""
     s0, s1, s2 = self.stem_chs
     for i, (ch, st) in enumerate(((s0, 2), (s1, 1), (s2, 1), (s2, 2))):
-      x = ConvBNReLU(ch, st, name=f"stem_{i}")(x, train=train)
+      x = ConvBNReLU(ch, st, self.im2col_max_pixels, self.matmul_dtype,
+                     name=f"stem_{i}")(x, train=train)
     # torch.linspace(0, p, n) in float32, then .item().
     dpr = np.linspace(0.0, self.path_dropout, sum(self.depths),
                       dtype=np.float32).astype(np.float64)
@@ -439,11 +529,13 @@ class FrameEncoder(nn.Module):
       for b in range(depth):
         stride = 2 if (self.strides[stage] == 2 and b == 0) else 1
         x = LFA(width, stride, float(dpr[idx]), self.mlp_ratio, self.head_dim,
-                self.im2col_max_pixels, name=f"features_{idx}")(x, train=train)
+                self.im2col_max_pixels, self.matmul_dtype,
+                name=f"features_{idx}")(x, train=train)
         idx += 1
     x = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     x = jnp.mean(x, axis=(-3, -2))  # AdaptiveAvgPool2d(1) + flatten
-    return Linear(self.feature_dim, init="timm", name="proj_head_0")(x)
+    return Linear(self.feature_dim, init="timm",
+                  matmul_dtype=self.matmul_dtype, name="proj_head_0")(x)
 
 
 # ---------------------------------------------------------------------------
@@ -456,32 +548,43 @@ class CLSNet(nn.Module):
   hidden: int
   rep_channels: int = 8
   pool: int = 3
+  im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, r: Array) -> tuple[Array, Array]:
     """[B, H, W, K] -> (conv3d out [B, H, W, rep_channels], logits)."""
-    y = Conv2d(self.rep_channels, 3, 1, 1, init="torch", name="conv3d")(r)
+    y = Conv2d(self.rep_channels, 3, 1, 1, init="torch",
+               im2col_max_pixels=self.im2col_max_pixels,
+               matmul_dtype=self.matmul_dtype, name="conv3d")(r)
     p = nn.max_pool(y, (self.pool, self.pool), strides=(self.pool, self.pool),
                     padding="VALID")
     self.sow("intermediates", "mer_pooled", p)
     # nn.Flatten on torch (B, C, h, w, 1): channel-major order.
     f = p.transpose(0, 3, 1, 2).reshape(p.shape[0], -1)
-    h = nn.relu(Linear(self.hidden, name="fc1")(f))
-    return y, Linear(self.num_classes, name="fc2")(h)
+    dense = functools.partial(Linear, matmul_dtype=self.matmul_dtype)
+    h = nn.relu(dense(self.hidden, name="fc1")(f))
+    return y, dense(self.num_classes, name="fc2")(h)
 
 
 class SegNet(nn.Module):
   """Official `SegNet(8, 1)` with widths (a, b, c, d) = (64, 128, 256, 512)."""
   widths: Sequence[int]
   out_channels: int = 1
+  im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     """[B, H, W, Cin] -> logits [B, H, W, out_channels]."""
     a, b, c, d = self.widths
+    conv = functools.partial(Conv2d, kernel_size=3, stride=1, padding=1,
+                             init="torch",
+                             im2col_max_pixels=self.im2col_max_pixels,
+                             matmul_dtype=self.matmul_dtype)
 
     def cbr(x, name, features):
-      x = Conv2d(features, 3, 1, 1, init="torch", name=f"conv{name}")(x)
+      x = conv(features, name=f"conv{name}")(x)
       x = TorchBatchNorm(name=f"bn{name}")(x, train=train)
       return nn.relu(x)
 
@@ -504,7 +607,7 @@ class SegNet(nn.Module):
       x = _max_unpool_2x2(x, idx)
       for name, feats in stage:
         x = cbr(x, name, feats)
-    return Conv2d(self.out_channels, 3, 1, 1, init="torch", name="conv11d")(x)
+    return conv(self.out_channels, name="conv11d")(x)
 
 
 class Model(nn.Module):
@@ -530,7 +633,16 @@ class Model(nn.Module):
       math (equal to 1e-13 in float64, tests/test_fdp_official.py) in another
       float32 summation order; 0 = XLA's conv everywhere, which
       `fdp_reference` uses to compare with the reference's gradients (see
-      there why the order matters).
+      there why the order matters). With `matmul_dtype="bfloat16"` on a
+      CPU, 1024 is fastest (every map up to 32x32 goes through the bfloat16
+      dots); on a GPU / TPU use 0 (their convolutions take bfloat16).
+    matmul_dtype: "float32" (default; the official numerics) or "bfloat16":
+      every conv and dense product rounds its operands to bfloat16 and
+      accumulates in float32, in the forward and both backward products;
+      parameters, BatchNorm, losses and the optimizer stay float32. This is
+      the default precision of a float32 matmul on TPU and what
+      `torch.autocast(dtype=torch.bfloat16)` does to convs. On an AVX512-BF16
+      CPU it takes the full train step from 3.1 s to 2.1 s (scripts/bench.py).
   """
   num_classes: int = 5
   stem_chs: Sequence[int] = FULL_CONFIG["stem_chs"]
@@ -546,6 +658,7 @@ class Model(nn.Module):
   fc1_hidden: int = FULL_CONFIG["fc1_hidden"]
   segnet_widths: Sequence[int] = FULL_CONFIG["segnet_widths"]
   im2col_max_pixels: int = 4
+  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, frames: Array, *, train: bool) -> tuple[Array, dict]:
@@ -563,6 +676,9 @@ class Model(nn.Module):
       [B, H', W', rep_channels] (conv3d output, NHWC) and `frame_features`
       [B, T, feature_dim]; (H', W') = rep_shape[:2].
     """
+    if self.matmul_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"matmul_dtype must be 'float32' or 'bfloat16', got "
+                       f"{self.matmul_dtype!r}")
     bsz, t = frames.shape[:2]
     if t != self.num_frames:
       raise ValueError(f"Expected T={self.num_frames} frames, got {frames.shape}")
@@ -573,15 +689,18 @@ class Model(nn.Module):
     feats = FrameEncoder(
         self.stem_chs, self.depths, self.widths, self.mlp_ratio, self.head_dim,
         self.path_dropout, self.feature_dim,
-        im2col_max_pixels=self.im2col_max_pixels, name="frame_rep")(
+        im2col_max_pixels=self.im2col_max_pixels,
+        matmul_dtype=self.matmul_dtype, name="frame_rep")(
             jnp.swapaxes(frames, 0, 1), train=train)
     frame_features = jnp.swapaxes(feats, 0, 1)  # [B, T, F], torch.cat order
     # The official raw reshape (B, T, F) -> (B, 1, 64, 64, 8): NOT a transpose.
     r = frame_features.reshape((bsz,) + rep_shape)
     y, logits = CLSNet(self.num_classes, self.fc1_hidden, self.rep_channels,
-                       name="mer")(r)
-    di_logits = SegNet(self.segnet_widths, 1, name="dyimg_net")(
-        y, train=train)[..., 0]
+                       im2col_max_pixels=self.im2col_max_pixels,
+                       matmul_dtype=self.matmul_dtype, name="mer")(r)
+    di_logits = SegNet(self.segnet_widths, 1, self.im2col_max_pixels,
+                       self.matmul_dtype, name="dyimg_net")(
+                           y, train=train)[..., 0]
     aux = {
         "dynamic_image": jax.nn.sigmoid(di_logits),
         "dynamic_image_logits": di_logits,
