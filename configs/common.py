@@ -122,6 +122,11 @@ def fdp_official(datasets: Sequence[str], class_order: Sequence[str],
   c.input.batch_size = 36
   c.input.eval_batch_size = 48
   c.model_name = "fdp_official"
+  # The official float32 numerics. `matmul_dtype = "bfloat16"` (with
+  # im2col_max_pixels = 1024 on a CPU, 0 on GPU / TPU) runs every product
+  # with bfloat16 operands and float32 accumulation: 1.45x faster on a CPU.
+  c.model.matmul_dtype = "float32"
+  c.model.im2col_max_pixels = 4
   c.aux_loss.dy_weight = 100.0
   c.optimizer.name = "adam"
   c.optimizer.kwargs = ml_collections.ConfigDict(

@@ -17,7 +17,10 @@ and written with `--json OUT` as
     clips/s and the ratio. Also the step's FLOPs (XLA cost analysis), the
     FLOP rate reached and this machine's fp32 matmul rate, i.e. how close
     the step is to what the hardware allows. Without torch the torch entries
-    are null and the reason is printed.
+    are null and the reason is printed. `--fdp_bfloat16` (default on) also
+    times both in bfloat16: JAX with `matmul_dtype="bfloat16"` (bfloat16
+    operands, float32 accumulation), PyTorch under `torch.autocast`; these
+    rows are in `fdp_train_step["bfloat16"]`.
   fold_parallel: K = 1, 2, 4, 8 LOSO folds trained in one vmapped program
     (`protocol.parallel_folds`) against K sequential steps, for `--config`.
   input_pipeline: clips/s the grain training pipeline delivers for
@@ -63,6 +66,9 @@ flags.DEFINE_integer("fdp_batch", 8, "Batch of the FDP train step.")
 flags.DEFINE_enum("fdp_width", "full", ["full", "small"],
                   "full: the official model; small: the reduced widths of "
                   "the reference file (a quick smoke run).")
+flags.DEFINE_bool("fdp_bfloat16", True,
+                  "Also time the FDP step with bfloat16 products (JAX "
+                  "matmul_dtype='bfloat16', PyTorch autocast).")
 flags.DEFINE_integer("threads", None,
                      "PyTorch intra-op threads (default: all cores, as XLA "
                      "uses on the CPU).")
@@ -111,17 +117,16 @@ def _once(fn) -> float:
 # FDP train step: JAX vs PyTorch.
 
 
-def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
-                         threads: int) -> dict[str, Any]:
-  """Times the official FDP train step in JAX and (if installed) PyTorch."""
+def _time_jax_fdp_step(model_kwargs: dict[str, Any], batch: int, steps: int,
+                       warmup: int) -> dict[str, Any]:
+  """Compiles and times the official FDP train step for `model_kwargs`."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mer_jax import fdp_reference  # pylint: disable=g-import-not-at-top
   from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
 
-  cfg = fdp_official.FULL_CONFIG if width == "full" else fdp_official.SMALL_CONFIG
-  model = fdp_official.Model(**cfg)
+  model = fdp_official.Model(**model_kwargs)
   tx = fdp_reference.official_optimizer()
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.standard_normal((batch, 8, 64, 64, 1)), jnp.float32)
@@ -146,23 +151,54 @@ def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
     *box[:], out = compiled(*box, frames, labels, di, next(keys))
     jax.block_until_ready(out["losses"]["final"])
 
-  jax_t = _time(run, steps, warmup)
+  t = _time(run, steps, warmup)
   del box[:]
+  return dict(t, compile_s=compile_s, flops=flops, n_params=int(n_params))
+
+
+def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
+                         threads: int, bfloat16: bool = True
+                         ) -> dict[str, Any]:
+  """Times the official FDP train step in JAX and (if installed) PyTorch."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
+
+  cfg = dict(fdp_official.FULL_CONFIG if width == "full"
+             else fdp_official.SMALL_CONFIG)
+  jax_t = _time_jax_fdp_step(cfg, batch, steps, warmup)
+  flops = jax_t["flops"]
   peak = matmul_gflops()
   result: dict[str, Any] = {
-      "model": f"fdp_official ({width})", "n_params": int(n_params),
+      "model": f"fdp_official ({width})", "n_params": jax_t["n_params"],
       "batch": batch, "input": [8, 64, 64, 1],
       "jax_step_s": round(jax_t["median_s"], 3),
       "jax_step_s_range": [round(jax_t["min_s"], 3), round(jax_t["max_s"], 3)],
       "jax_cpu_over_wall": round(jax_t["cpu_over_wall"], 2),
       "jax_clips_per_s": round(batch / jax_t["median_s"], 3),
-      "jax_compile_s": round(compile_s, 1),
+      "jax_compile_s": round(jax_t["compile_s"], 1),
       "step_gflop": round(flops / 1e9, 1),
       "jax_gflops": round(flops / 1e9 / jax_t["median_s"], 1),
       "fp32_matmul_gflops": round(peak, 1),
       "torch_step_s": None, "torch_clips_per_s": None, "speedup": None,
       "torch_threads": threads, "torch": None, "torch_skipped": None,
+      "bfloat16": None,
   }
+  if bfloat16:
+    # On a CPU only dots gain from bfloat16 (XLA:CPU upcasts convolutions),
+    # so convs on maps up to 32x32 go through im2col; accelerators take
+    # bfloat16 convs natively.
+    im2col = 1024 if jax.default_backend() == "cpu" else 0
+    kw = dict(cfg, matmul_dtype="bfloat16", im2col_max_pixels=im2col)
+    b = _time_jax_fdp_step(kw, batch, steps, warmup)
+    result["bfloat16"] = {
+        "jax_model_kwargs": {"matmul_dtype": "bfloat16",
+                             "im2col_max_pixels": im2col},
+        "jax_step_s": round(b["median_s"], 3),
+        "jax_step_s_range": [round(b["min_s"], 3), round(b["max_s"], 3)],
+        "jax_clips_per_s": round(batch / b["median_s"], 3),
+        "torch_step_s": None, "torch_clips_per_s": None,
+        "speedup_vs_torch_fp32": None, "speedup_vs_torch_bf16": None,
+    }
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     import fdp_torch  # pylint: disable=g-import-not-at-top
@@ -182,6 +218,18 @@ def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
       "torch_gflops": round(flops / 1e9 / t["median_s"], 1),
       "speedup": round(t["median_s"] / jax_t["median_s"], 2),
   })
+  if bfloat16:
+    tb = fdp_torch.time_train_step(batch=batch, warmup=warmup, reps=steps,
+                                   threads=threads, model_kwargs=cfg,
+                                   bfloat16=True)
+    b16 = result["bfloat16"]
+    b16.update({
+        "torch_step_s": round(tb["median_s"], 3),
+        "torch_step_s_range": [round(tb["min_s"], 3), round(tb["max_s"], 3)],
+        "torch_clips_per_s": round(batch / tb["median_s"], 3),
+        "speedup_vs_torch_fp32": round(t["median_s"] / b16["jax_step_s"], 2),
+        "speedup_vs_torch_bf16": round(tb["median_s"] / b16["jax_step_s"], 2),
+    })
   return result
 
 
@@ -293,6 +341,16 @@ def print_table(r: dict[str, Any]) -> None:
       print(f"speed-up jax/torch: {f['speedup']:.2f}x (goal >= 2x)")
     else:
       print(f"torch: skipped ({f['torch_skipped']})")
+    b = f.get("bfloat16")
+    if b:
+      print(f"{'jax bf16':<10}{b['jax_step_s']:>9.3f}{b['jax_clips_per_s']:>9.2f}"
+            f"{'':>9}   ({b['jax_model_kwargs']})")
+      if b["torch_step_s"] is not None:
+        print(f"{'torch bf16':<10}{b['torch_step_s']:>9.3f}"
+              f"{b['torch_clips_per_s']:>9.2f}{'':>9}   (torch.autocast)")
+        print(f"speed-up jax bf16 / torch fp32: "
+              f"{b['speedup_vs_torch_fp32']:.2f}x; "
+              f"/ torch bf16: {b['speedup_vs_torch_bf16']:.2f}x")
     print(f"fp32 matmul on this machine: {f['fp32_matmul_gflops']} GFLOP/s, "
           f"so a step cannot take less than "
           f"{f['step_gflop'] / f['fp32_matmul_gflops']:.2f} s here")
@@ -327,7 +385,8 @@ def main(argv) -> int:
       "loadavg_start": _loadavg()}}
   if "fdp_train_step" in FLAGS.sections:
     result["fdp_train_step"] = bench_fdp_train_step(
-        FLAGS.fdp_batch, FLAGS.fdp_width, FLAGS.steps, FLAGS.warmup, threads)
+        FLAGS.fdp_batch, FLAGS.fdp_width, FLAGS.steps, FLAGS.warmup, threads,
+        FLAGS.fdp_bfloat16)
   loso = [s for s in ("fold_parallel", "input_pipeline") if s in FLAGS.sections]
   if loso:
     config = FLAGS.config

@@ -491,14 +491,17 @@ def _loadavg() -> list[float] | None:
 
 def time_train_step(batch: int = 8, warmup: int = 2, reps: int = 5,
                     threads: int = 2, seed: int = 0,
-                    model_kwargs: Mapping[str, Any] | None = None
-                    ) -> dict[str, Any]:
+                    model_kwargs: Mapping[str, Any] | None = None,
+                    bfloat16: bool = False) -> dict[str, Any]:
   """Wall time of the official training step on CPU (full model by default).
 
   Same protocol as the reference timing (time_train_step.py): FDP() seeded
   with `seed`, train mode (DropPath active), official input shape
   (batch, 1, 8, 1, 64, 64) of N(0, 1) values, uint8 DI targets, random
   labels, Adam(1e-4, wd 1e-3); `reps` timed steps after `warmup`.
+  `bfloat16`: the step under `torch.autocast("cpu", torch.bfloat16)`: convs
+  and linears run in bfloat16, their backward follows (the official code has
+  no such mode).
   `torch.set_num_threads(threads)` holds during the call and is restored.
 
   Returns:
@@ -527,7 +530,8 @@ def time_train_step(batch: int = 8, warmup: int = 2, reps: int = 5,
     times, cpus, loss = [], [], float("nan")
     for i in range(warmup + reps):
       w0, c0 = time.perf_counter(), time.process_time()
-      loss = train_step(model, opt, video, dyimg, label)["loss_final"]
+      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        loss = train_step(model, opt, video, dyimg, label)["loss_final"]
       dt, dc = time.perf_counter() - w0, time.process_time() - c0
       if i >= warmup:
         times.append(dt)
@@ -541,6 +545,7 @@ def time_train_step(batch: int = 8, warmup: int = 2, reps: int = 5,
         "median_cpu_s": statistics.median(cpus) if cpus else float("nan"),
         "cpu_over_wall": [round(c / w, 2) for c, w in zip(cpus, times)],
         "batch": batch, "threads": threads, "warmup": warmup, "reps": reps,
+        "bfloat16": bfloat16,
         "n_params": sum(p.numel() for p in model.parameters()),
         "torch": torch.__version__,
         "loadavg_before": load0, "loadavg_after": _loadavg(),

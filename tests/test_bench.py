@@ -32,13 +32,19 @@ def test_bench_writes_table_and_json(data_dir, tmp_path):
   step = r["fdp_train_step"]
   assert step["jax_clips_per_s"] > 0 and step["step_gflop"] > 0
   assert step["fp32_matmul_gflops"] > 0
+  b16 = step["bfloat16"]
+  assert b16["jax_clips_per_s"] > 0
+  assert b16["jax_model_kwargs"]["matmul_dtype"] == "bfloat16"
   try:
     import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     assert step["torch_clips_per_s"] > 0 and step["speedup"] > 0
+    assert b16["torch_clips_per_s"] > 0 and b16["speedup_vs_torch_bf16"] > 0
   except ImportError:
     assert step["torch_clips_per_s"] is None and "bench" in step["torch_skipped"]
+    assert b16["torch_clips_per_s"] is None
   assert [row["k"] for row in r["fold_parallel"]] == [1, 2]
   assert all(row["speedup"] > 0 for row in r["fold_parallel"])
   assert r["input_pipeline"]["clips_per_s"] > 0
   assert r["memory"]["peak_rss_mb"] > 0
   assert "FDP train step" in proc.stdout and "fold-parallel" in proc.stdout
+  assert "jax bf16" in proc.stdout

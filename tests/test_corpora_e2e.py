@@ -100,10 +100,13 @@ def test_train_through_each_corpus_config(built, tmp_path, module, arg):
   _check(results, str(tmp_path), fixture.class_names, fold)
 
 
-@pytest.mark.parametrize("module", ["fdp_official_casme2", "fdp_official_samm"])
+@pytest.mark.parametrize("module,matmul_dtype", [
+    ("fdp_official_casme2", "float32"), ("fdp_official_samm", "bfloat16")])
 def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
-                                                           module):
-  """configs/fdp_official_*.py: the released model, official label order."""
+                                                           module,
+                                                           matmul_dtype):
+  """configs/fdp_official_*.py: the released model, official label order
+  (SAMM runs with bfloat16 products, the README's faster setting)."""
   from mer_jax import train  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config(module, "tiny")
@@ -120,7 +123,9 @@ def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
   fold = as_built.subjects[0]
   c = _config(module, "tiny", **{
       "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
-      "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
+      "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,),
+      "model.matmul_dtype": matmul_dtype,
+      "model.im2col_max_pixels": 1024 if matmul_dtype == "bfloat16" else 4})
   results = train.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), c.input.class_order, fold)
 
