@@ -313,3 +313,20 @@ def test_bfloat16_model_tracks_float32():
   with pytest.raises(ValueError, match="matmul_dtype"):
     fdp.Model(**cfg, matmul_dtype="float16").init(
         jax.random.key(0), frames, train=False)
+
+
+def test_mixed_conv_degenerate_shapes_compile_and_run():
+  """Odd sizes (1 pixel, 1 channel, 5 classes, stride 2 on odd maps) must
+  reach XLA:CPU's bfloat16 dot kernels too: a bfloat16 x bfloat16 -> float32
+  dot that the CPU backend does not take fails at run time, not at trace."""
+  for n, h, cin, cout, k, stride, pad in [
+      (1, 1, 1, 1, 1, 1, 0), (2, 1, 256, 5, 1, 1, 0), (1, 2, 3, 7, 3, 1, 1),
+      (3, 5, 2, 3, 3, 2, 1), (1, 64, 8, 1, 3, 1, 1)]:
+    x = jnp.ones((n, h, h, cin))
+    w = jnp.full((k, k, cin, cout), 0.5)
+    f = jax.jit(jax.value_and_grad(
+        lambda x, w: jnp.sum(fdp.mixed_conv(x, w, stride, pad, "bfloat16")),
+        argnums=(0, 1)))
+    v, (gx, gw) = f(x, w)
+    assert gx.shape == x.shape and gw.shape == w.shape
+    assert float(v) > 0 and float(jnp.min(gw)) > 0
