@@ -27,3 +27,18 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 def data_dir(tmp_path_factory):
   """A TFDS data dir shared by the whole session (builds happen once)."""
   return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def fdp_ref():
+  """The official-FDP reference vectors, reduced widths (tests/data)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with np.load(os.path.join(ROOT, "tests", "data", "fdp_ref_small.npz")) as f:
+    yield {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def fdp_state_dict(fdp_ref):
+  """The PyTorch state_dict stored in `fdp_ref` (name -> array)."""
+  from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
+  return {k: fdp_ref[k] for k in fdp_official.state_dict_keys(fdp_ref)}

@@ -6,7 +6,6 @@ vectors (reduced widths; made by scripts/make_fdp_test_subset.py).
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +17,9 @@ from mer_jax.data import dynamic_image as di_lib
 from mer_jax.data import targets
 from mer_jax.models import fdp_official as fdp
 
-REF = os.path.join(os.path.dirname(__file__), "data", "fdp_ref_small.npz")
-
-
 @pytest.fixture(scope="module")
-def ref():
-  with np.load(REF) as f:
-    yield {k: f[k] for k in f.files}
-
-
-@pytest.fixture(scope="module")
-def summary(ref):
-  return fdp_reference.run_reference_checks(ref)
-
-
-def _state_dict(ref):
-  return {k: ref[k] for k in fdp.state_dict_keys(ref)}
+def summary(fdp_ref):
+  return fdp_reference.run_reference_checks(fdp_ref)
 
 
 @pytest.mark.parametrize("group", [
@@ -60,21 +46,21 @@ def test_reference_checks_pass(summary):
     assert summary["max_rel_err"][key] < 1e-5, key
 
 
-def test_small_param_count(ref):
-  variables = fdp.load(_state_dict(ref))
+def test_small_param_count(fdp_ref, fdp_state_dict):
+  variables = fdp.load(fdp_state_dict)
   n = sum(x.size for x in jax.tree.leaves(variables["params"]))
-  assert n == int(ref["meta/n_params"]) == 917_598
+  assert n == int(fdp_ref["meta/n_params"]) == 917_598
 
 
-def test_dynamic_image_target_bit_equal(ref):
+def test_dynamic_image_target_bit_equal(fdp_ref):
   fn = targets.get("dynamic_image")
   assert fn is di_lib.dynamic_image
   np.testing.assert_array_equal(di_lib.rank_pool_weights(8),
-                                ref["target/rank_pool_weights_fw"])
-  for b, clip in enumerate(ref["in/frames_uint8"]):
+                                fdp_ref["target/rank_pool_weights_fw"])
+  for b, clip in enumerate(fdp_ref["in/frames_uint8"]):
     out = fn(clip[..., None])
     assert out.dtype == np.float32 and out.shape == (64, 64)
-    np.testing.assert_array_equal(out, ref["target/dyimg"][b])
+    np.testing.assert_array_equal(out, fdp_ref["target/dyimg"][b])
     # A grey clip given as RGB goes through PIL's 'L' formula unchanged.
     np.testing.assert_array_equal(fn(np.repeat(clip[..., None], 3, -1)), out)
 
@@ -117,8 +103,8 @@ def test_full_model_shapes_and_param_count():
       variables["batch_stats"])
 
 
-def test_load_roundtrip_and_errors(ref):
-  sd = _state_dict(ref)
+def test_load_roundtrip_and_errors(fdp_state_dict):
+  sd = fdp_state_dict
   variables = fdp.load(sd)
   back = fdp.to_state_dict(variables)
   for k, v in back.items():
@@ -134,8 +120,8 @@ def test_load_roundtrip_and_errors(ref):
     fdp.load(bad)
 
 
-def test_checkpoint_roundtrip(ref, tmp_path):
-  sd = _state_dict(ref)
+def test_checkpoint_roundtrip(fdp_state_dict, tmp_path):
+  sd = fdp_state_dict
   config = fdp.infer_config(sd)
   fdp.save_checkpoint(str(tmp_path / "ckpt"), fdp.load(sd, config), config)
   variables, config2 = fdp.restore_checkpoint(str(tmp_path / "ckpt"))
@@ -192,8 +178,8 @@ def test_aux_losses_mask():
   np.testing.assert_allclose(out["dynamic_image_mse"], (0.25 + 0.81), rtol=1e-6)
 
 
-def test_null_gradient_params(ref):
-  null = fdp_reference.null_gradient_params(_state_dict(ref))
+def test_null_gradient_params(fdp_state_dict):
+  null = fdp_reference.null_gradient_params(fdp_state_dict)
   assert "dyimg_net.conv11.bias" in null
   assert "dyimg_net.conv11d.bias" not in null
   assert "frame_rep.features.1.mlp.conv2.bias" in null

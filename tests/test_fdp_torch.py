@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "scripts"))
 import fdp_torch  # noqa: E402
 
-REF = os.path.join(os.path.dirname(__file__), "data", "fdp_ref_small.npz")
 SMALL = fdp_official.SMALL_CONFIG
 
 
@@ -40,17 +39,6 @@ def assert_close(name, actual, ref, rtol=1e-4, atol=1e-6):
   diff = float(np.max(np.abs(a - b)))
   scale = float(np.max(np.abs(b)))
   assert diff <= rtol * scale + atol, f"{name}: max|diff| {diff:.3g}, max|ref| {scale:.3g}"
-
-
-@pytest.fixture(scope="module")
-def ref():
-  with np.load(REF) as f:
-    yield {k: f[k] for k in f.files}
-
-
-@pytest.fixture(scope="module")
-def state_dict(ref):
-  return {k: ref[k] for k in fdp_official.state_dict_keys(ref)}
 
 
 def _small_model(**overrides):
@@ -70,17 +58,17 @@ def _forward_with_features(model, x):
   return logits, di, torch.stack(feats, 1)
 
 
-def test_names_shapes_and_official_init(ref, state_dict):
+def test_names_shapes_and_official_init(fdp_ref, fdp_state_dict):
   """Same state_dict names (and order) as the official model; with seed 0
   the construction reproduces the official initial weights bit for bit."""
   torch.manual_seed(0)
   model = _small_model()
   sd = model.state_dict()
-  assert list(sd) == list(state_dict)
+  assert list(sd) == list(fdp_state_dict)
   for k, v in sd.items():
-    np.testing.assert_array_equal(v.numpy(), state_dict[k], err_msg=k)
+    np.testing.assert_array_equal(v.numpy(), fdp_state_dict[k], err_msg=k)
   assert sum(p.numel() for p in model.parameters()) == int(
-      ref["meta/n_params"]) == 917_598
+      fdp_ref["meta/n_params"]) == 917_598
 
 
 def test_full_model_structure():
@@ -97,68 +85,68 @@ def test_full_model_structure():
 
 
 @pytest.mark.parametrize("prefix", ["", "calib/"])
-def test_eval_forward_matches_reference(ref, state_dict, prefix):
+def test_eval_forward_matches_reference(fdp_ref, fdp_state_dict, prefix):
   """Eval-mode forward (as the reference `out/` and `calib/out/`)."""
-  sd = dict(state_dict)
-  sd.update({k[len("calib/state/"):]: v for k, v in ref.items()
+  sd = dict(fdp_state_dict)
+  sd.update({k[len("calib/state/"):]: v for k, v in fdp_ref.items()
              if prefix and k.startswith("calib/state/")})
   model = _small_model()
   fdp_torch.load_numpy_state_dict(model, sd, strict=True)
   model.eval()
   logits, di, feats = _forward_with_features(model,
-                                             torch.from_numpy(ref["in/x"]))
+                                             torch.from_numpy(fdp_ref["in/x"]))
   out = prefix + "out/"
-  assert_close("logits", logits, ref[out + "logits"])
-  assert_close("dyimg", di, ref[out + "dyimg"])
-  assert_close("frame_features", feats, ref[out + "frame_features"])
-  label = torch.from_numpy(ref["in/label"]).long()
+  assert_close("logits", logits, fdp_ref[out + "logits"])
+  assert_close("dyimg", di, fdp_ref[out + "dyimg"])
+  assert_close("frame_features", feats, fdp_ref[out + "frame_features"])
+  label = torch.from_numpy(fdp_ref["in/label"]).long()
   me = torch.nn.functional.cross_entropy(logits, label)
-  dy = torch.mean((di - torch.from_numpy(ref["target/dyimg"])) ** 2)
-  assert_close("loss/me", me, ref[prefix + "loss/me"])
-  assert_close("loss/dy", dy, ref[prefix + "loss/dy"])
+  dy = torch.mean((di - torch.from_numpy(fdp_ref["target/dyimg"])) ** 2)
+  assert_close("loss/me", me, fdp_ref[prefix + "loss/me"])
+  assert_close("loss/dy", dy, fdp_ref[prefix + "loss/dy"])
   if prefix:  # calibrated BN: the two clips really differ
     assert float(torch.max(torch.abs(logits[0] - logits[1]))) > 1e-3
 
 
-def test_train_step_matches_reference(ref, state_dict):
+def test_train_step_matches_reference(fdp_ref, fdp_state_dict):
   """One official train step (train mode, DropPath off as in the reference):
   losses, outputs, and every parameter / BN buffer after Adam."""
   model = _small_model(path_dropout=0.0)
-  fdp_torch.load_numpy_state_dict(model, state_dict, strict=True)
+  fdp_torch.load_numpy_state_dict(model, fdp_state_dict, strict=True)
   model.train()
   before = {k: v.clone() for k, v in model.state_dict().items()}
   opt = fdp_torch.official_optimizer(model)
   assert isinstance(opt, torch.optim.Adam)
   assert opt.defaults["lr"] == 1e-4 and opt.defaults["weight_decay"] == 1e-3
   out = fdp_torch.train_step(
-      model, opt, torch.from_numpy(ref["in/x"]),
-      torch.from_numpy(ref["target/dyimg_uint8"]),
-      torch.from_numpy(ref["in/label"]).long())
+      model, opt, torch.from_numpy(fdp_ref["in/x"]),
+      torch.from_numpy(fdp_ref["target/dyimg_uint8"]),
+      torch.from_numpy(fdp_ref["in/label"]).long())
   pre = "train/step1/"
   for k in ("loss_me", "loss_dy", "loss_final"):
-    assert_close(k, out[k], ref[pre + k])
-  assert_close("logits", out["logits"], ref[pre + "logits"])
-  assert_close("dyimg", out["dyimg"], ref[pre + "dyimg"])
+    assert_close(k, out[k], fdp_ref[pre + k])
+  assert_close("logits", out["logits"], fdp_ref[pre + "logits"])
+  assert_close("dyimg", out["dyimg"], fdp_ref[pre + "dyimg"])
 
   params = dict(model.named_parameters())
   grads = {k: p.grad.numpy() for k, p in params.items()}
   gmax = max(float(np.max(np.abs(g))) for g in grads.values())
-  null = fdp_reference.null_gradient_params(state_dict)
+  null = fdp_reference.null_gradient_params(fdp_state_dict)
   null_tol = fdp_reference.NULL_GRAD_RTOL * gmax
   n_grads = 0
   for k, g in grads.items():
-    if pre + "grad/" + k not in ref:
+    if pre + "grad/" + k not in fdp_ref:
       continue
     n_grads += 1
     if k in null:  # mathematically zero: float32 noise on both sides
       assert float(np.max(np.abs(g))) <= null_tol, k
     else:
-      assert_close("grad/" + k, g, ref[pre + "grad/" + k])
+      assert_close("grad/" + k, g, fdp_ref[pre + "grad/" + k])
   assert n_grads > 100
 
   after = model.state_dict()
   for k, v in after.items():
-    r = ref[pre + "state/" + k]
+    r = fdp_ref[pre + "state/" + k]
     if k.endswith("num_batches_tracked"):
       # 8 per-frame encoder calls per step; the SegNet runs once.
       assert int(v) == int(r) == (8 if k.startswith("frame_rep.") else 1), k
