@@ -9,12 +9,13 @@ last two stages, a small dynamic-image decoder. Fixed schedule (300 steps,
 the model after the last step is reported; no selection on test labels).
 
 Measured over seeds 0/1/2 (full 10-fold LOSO, ranking to the annotated
-apex): UF1 0.947 / 0.944 / 0.923, mean 0.938 +- 0.013 (UAR the same to
-0.001). Seed 0 in detail (shared 2-core CPU, load 2-4): UF1 0.947, UAR
-0.947, accuracy 0.947 (n=300), 326 s of training and testing (5 min 28 s
-wall in all). Per fold UF1: sub01 0.966, sub02 0.966, sub03 1.000,
-sub04 1.000, sub05 0.931, sub06 0.867, sub07 0.966, sub08 0.966,
-sub09 0.966, sub10 0.834.
+apex, records that say whether their apex is annotated): UF1 0.940 / 0.944 /
+0.923, mean 0.936 +- 0.011 (UAR the same to 0.001). Seed 0 in detail
+(fresh clone, 2-core CPU): UF1 0.940, UAR 0.940, accuracy 0.940 (n=300),
+289 s of training and testing (5 min 28 s wall in all, install included).
+Per fold UF1: sub01 0.929, sub02 0.966, sub03 1.000, sub04 1.000,
+sub05 0.933, sub06 0.893, sub07 0.966, sub08 0.933, sub09 0.893,
+sub10 0.874.
 Before the batches carried the apex (ranking up to the model's own peak):
 0.924 / 0.957 / 0.936, mean 0.939 +- 0.017. Ranking-term ablation from that
 time, folds sub02/sub10 only, UF1: rank_weight 0.1 "to_peak" 0.865/0.807,
