@@ -11,7 +11,9 @@ TFDS shows a progress bar per subject split. Rows that cannot be written
 folder, ...) are skipped and listed with their reason in
 `<data_dir>/<builder>/<config>/<version>/build_report.json`; a short summary
 is printed. With --strict the build stops with an error at the first such
-defect instead.
+defect instead; exclusions (rows outside the protocol or an official list,
+unlabelled CK+ sequences, SMIC non_micro folders) and applied errata never
+stop it.
 
 Exit status: 0 built (skips included), 2 bad arguments / missing or wrong
 manual_dir, 1 a defect under --strict or another build error. The `tfds
@@ -50,6 +52,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="override the config's face alignment (e.g. 'none' for "
                       "frames that are already aligned crops); recorded in the "
                       "dataset metadata")
+  p.add_argument("--annotation", default=None, metavar="FILE",
+                 help="the annotation file to read (absolute, or relative to "
+                      "--manual_dir) when the release holds several versions "
+                      "side by side; recorded with its sha256 in the report")
   p.add_argument("--debug", action="store_true",
                  help="show the Python traceback of an unexpected error")
   args = p.parse_args(argv)
@@ -90,6 +96,9 @@ def _print_report(builder, report_path: str) -> None:
   for kind in ("repaired", "excluded"):
     if report[kind]:
       print(f"  {kind}: " + ", ".join(f"{len(v)} {k}" for k, v in report[kind].items()))
+  if report.get("annotation"):
+    a = report["annotation"]
+    print(f"  annotation: {a['file']} (sha256 {a['sha256'][:12]}...)")
   print(f"  report: {report_path}")
 
 
@@ -109,10 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(builder, corpus.CorpusBuilderMixin):
       # `strict` reaches the builder as a constructor keyword.
       builder = tfds.builder(name, data_dir=data_dir, file_format="array_record",
-                             strict=args.strict, alignment=args.alignment)
-    elif args.strict or args.alignment:
-      print(f"note: {name} is not a licensed-corpus builder; --strict and "
-            "--alignment have no effect.", file=sys.stderr)
+                             strict=args.strict, alignment=args.alignment,
+                             annotation=args.annotation)
+    elif args.strict or args.alignment or args.annotation:
+      print(f"note: {name} is not a licensed-corpus builder; --strict, "
+            "--alignment and --annotation have no effect.", file=sys.stderr)
   except sources.DatasetError as e:
     print(f"error: {_paragraph(e)}", file=sys.stderr)
     return 2

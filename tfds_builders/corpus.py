@@ -23,7 +23,9 @@
 from __future__ import annotations
 
 import collections
+import csv
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -50,12 +52,19 @@ class CorpusDefectError(ValueError):
 
 # The record format version of the licensed-corpus builders (they write
 # records through this module, so they change together).
-VERSION = tfds.core.Version("1.1.0")
+VERSION = tfds.core.Version("1.2.0")
 RELEASE_NOTES = {
     "1.0.0": "First release.",
     "1.1.0": ("Records carry `apex_annotated` (False where the apex was "
               "filled in as the middle frame). Rebuild: 1.0.0 builds are not "
               "read by this version."),
+    "1.2.0": ("Real releases as unpacked: errata tables applied (listed under "
+              "`repaired`), offsets past the last frame cut, nested unpack "
+              "folders found, the annotation file and its sha256 recorded; "
+              "MEGC 2019 `3class` configs of smic / casme2 / samm follow the "
+              "official composite list (442 clips); CK+ unlabelled sequences, "
+              "SMIC non_micro folders and clips outside a list are exclusions, "
+              "not defects."),
 }
 
 REPORT_FILE = "build_report.json"
@@ -70,6 +79,13 @@ UNREADABLE_IMAGE = "unreadable image"
 # Repairs (SkipLog notes) after which a written clip's apex is a stand-in,
 # recorded as `apex_annotated = False`.
 APEX_MISSING = "apex missing -> middle"
+# Repairs: a published erratum applied; an offset past the last frame on
+# disk cut to the last frame; frames missing at a clip's start left out.
+ERRATUM = "erratum applied"
+OFFSET_CUT = "offset past last frame -> cut"
+# Exclusions shared by the builders (never defects).
+NOT_IN_LIST = "not in the official list"
+OUTSIDE_PROTOCOL = "emotion outside the protocol"
 
 
 def manual_dir_error(corpus: str, problem: str, instructions: str) -> ManualDirError:
@@ -127,6 +143,143 @@ def find_file_glob(parent: str, pattern: str) -> str | None:
     if rx.fullmatch(e) and os.path.isfile(os.path.join(parent, e)):
       return os.path.join(parent, e)
   return None
+
+
+def find_nested(parent: str, *names: str, kind: str = "dir",
+                inner: Sequence[str] = ()) -> str | None:
+  """`find_child`, also one level further down, as releases are unpacked.
+
+  Archives often unpack into a folder of their own name
+  (`CASME2_RAW_selected/CASME2_RAW_selected`, `Cropped/Cropped`) or one
+  with a longer name (`extended-cohn-kanade-images/cohn-kanade-images`,
+  `Emotion_labels/Emotion`). Found `names[i]`: when it holds exactly the
+  data one level down under one of `names` or `inner`, that inner folder is
+  returned. Not found in `parent`: each sub-folder of `parent` is tried
+  (`<manual_dir>/CASME2/CASME2_RAW_selected`).
+  """
+  found = find_child(parent, *names, kind=kind)
+  if found is None and os.path.isdir(parent):
+    for d in sorted(os.listdir(parent)):
+      sub = os.path.join(parent, d)
+      if os.path.isdir(sub) and not d.startswith("."):
+        found = find_child(sub, *names, kind=kind)
+        if found is not None:
+          break
+  if found is not None and os.path.isdir(found):
+    deeper = find_child(found, *(tuple(inner) + tuple(names)), kind="dir")
+    if deeper is not None:
+      return deeper
+  return found
+
+
+def sha256_file(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def find_annotation(manual: str, pattern: str, corpus: str, instructions: str,
+                    explicit: str | None = None,
+                    subdirs: Sequence[str] = ()) -> str:
+  """The one annotation file of a release; refuses to guess between versions.
+
+  `explicit` (the builder's `annotation=` / `--annotation FILE`) wins: an
+  absolute path, or a path relative to `manual`. Otherwise files whose name
+  matches regex `pattern` are collected from `manual`, its `subdirs`
+  (CAS(ME)^3: `part_A/annotation`) and one folder level below `manual`;
+  two or more (`CASME2-coding-20140508.xlsx` and `-20190701.xlsx`) is a
+  `ManualDirError` naming them, never a silent pick by sort order.
+  """
+  if explicit:
+    path = explicit if os.path.isabs(explicit) else os.path.join(manual, explicit)
+    if not os.path.isfile(path):
+      raise manual_dir_error(
+          corpus, f"annotation file {explicit!r} not found (looked at {path!r}).",
+          instructions)
+    return path
+  rx = re.compile(pattern, re.IGNORECASE)
+  folders = [manual]
+  for sd in subdirs:
+    p = manual
+    for part in sd.split("/"):
+      p = find_child(p, part, kind="dir") if p else None
+    if p:
+      folders.append(p)
+  for d in sorted(os.listdir(manual)):
+    sub = os.path.join(manual, d)
+    if os.path.isdir(sub) and not d.startswith("."):
+      folders.append(sub)
+      for sd in subdirs:   # e.g. <unpacked>/part_A/annotation
+        p = sub
+        for part in sd.split("/"):
+          p = find_child(p, part, kind="dir") if p else None
+        if p:
+          folders.append(p)
+  found = []
+  for folder in dict.fromkeys(folders):
+    for e in sorted(os.listdir(folder)):
+      p = os.path.join(folder, e)
+      if rx.fullmatch(e) and os.path.isfile(p) and not e.startswith("~$"):
+        found.append(p)
+  if not found:
+    raise manual_dir_error(
+        corpus, f"annotation file (name matching {pattern!r}) not found in "
+        f"{manual!r}, {', '.join(subdirs) + ' or ' if subdirs else ''}one "
+        "folder below.", instructions)
+  if len(found) > 1:
+    rel = [os.path.relpath(p, manual) for p in found]
+    raise manual_dir_error(
+        corpus, f"{len(found)} annotation files: {rel}. Several versions side "
+        "by side are not guessed between: pick one with annotation=FILE "
+        "(scripts/build_dataset.py --annotation FILE).", instructions)
+  return found[0]
+
+
+# ----------------------------------------------------------------------------
+# Errata: published corrections of a release's annotation.
+
+
+@dataclasses.dataclass(frozen=True)
+class Erratum:
+  """One published correction: `sample`'s `field` goes from `released` to `corrected`.
+
+  `sample` is the key a builder's `errata_key` gives a row (e.g.
+  'spNO.214/c/5': subject/filename/released onset). `released` is the
+  value as released (text, as `cell_str` reads it); the fix is applied only
+  when the row still holds it ('' also matches a blank, '/' or -1 cell), so
+  a corrected re-release is left alone. `source` names where the fix is
+  published.
+  """
+  sample: str
+  field: str
+  released: str
+  corrected: int | str
+  source: str
+
+
+MISSING_CELLS = ("", "/", "-", "-1", "none")
+
+
+def apply_errata(table: Sequence[Erratum], key: str | Sequence[str], row: dict[str, Any],
+                 fields: Mapping[str, str], skips: "SkipLog", where: str) -> None:
+  """Applies `table`'s rows for `key` to `row` (in place), recording each one.
+
+  `fields` maps an erratum's field name ('onset', 'apex', 'offset') to the
+  row's column key. Each applied fix is a `repaired` entry of the report
+  (reason `ERRATUM`) with sample, field, released, corrected and source.
+  """
+  keys = (key,) if isinstance(key, str) else tuple(key)
+  for e in table:
+    if e.sample not in keys:
+      continue
+    col = fields.get(e.field, e.field)
+    have = cell_str(row.get(col)).lower()
+    want = str(e.released).lower()
+    if have == want or (want in MISSING_CELLS and have in MISSING_CELLS):
+      row[col] = e.corrected
+      skips.repair(where, e)
 
 
 # ----------------------------------------------------------------------------
@@ -309,6 +462,23 @@ def frames_between(files: Sequence[str], onset: int, offset: int,
   return [by_num[n] for n in want if n in by_num]
 
 
+def cut_offset(files: Sequence[str], onset: int, offset: int, where: str,
+               skips: "SkipLog") -> int:
+  """`offset`, or the last frame on disk when the annotated offset lies past it.
+
+  CASME II `sub16/EP01_08` is annotated past its last file: the clip is cut
+  to the frames that exist and the cut is reported (`OFFSET_CUT`). Only
+  when the onset itself is on disk; otherwise the offset is returned as is
+  (and `frames_between` reports what is missing).
+  """
+  nums = [n for n in (frame_number(f) for f in files) if n is not None]
+  if not nums or offset <= max(nums) or onset > max(nums) or onset > offset:
+    return offset
+  last = max(nums)
+  skips.note(OFFSET_CUT, where, f"offset {offset} -> {last} (last frame on disk)")
+  return last
+
+
 def index_of(files: Sequence[str], number: int) -> int | None:
   """Index into `files` of the frame numbered `number`, or None."""
   for i, f in enumerate(files):
@@ -376,7 +546,10 @@ class SkipLog:
     `CorpusDefectError` instead).
   * `note`: a kept clip that needed a documented fix (apex missing -> middle).
   * `exclude`: a row that is not in the protocol by design (CAS(ME)^2
-    macro-expressions); counted, not a defect.
+    macro-expressions, unlabelled CK+ sequences, SMIC `non_micro` folders,
+    clips outside an official list); counted, never a defect, never fatal.
+  * `repair`: an erratum applied (sample, field, released, corrected, source).
+  Only `skip` (a defect) stops a strict build.
   `summary()` reads e.g. "skipped 3 clips: 2 missing frames (sub04/EP12_01,
   sub05/EP01_02), 1 no face (sub07/EP03_01)".
   """
@@ -413,6 +586,23 @@ class SkipLog:
     self._record("repaired", what, clip, detail)
     log.info("%s: %s: %s%s", self.corpus, clip, what,
              f" ({detail})" if detail else "")
+
+  def repair(self, clip: str, e: "Erratum") -> None:
+    """An erratum applied to `clip` (listed under `repaired` as `ERRATUM`)."""
+    self.notes.setdefault(ERRATUM, []).append(clip)
+    self.details["repaired"].setdefault(ERRATUM, []).append({
+        "clip": clip, "detail": f"{e.field} {e.released!r} -> {e.corrected!r}",
+        "sample": e.sample, "field": e.field, "released": e.released,
+        "corrected": e.corrected, "source": e.source})
+    log.info("%s: %s: erratum %s %r -> %r (%s)", self.corpus, clip, e.field,
+             e.released, e.corrected, e.source)
+
+  @property
+  def excluded_total(self) -> int:
+    return sum(len(v) for v in self.excluded.values())
+
+  def exclusions(self, why: str) -> int:
+    return len(self.excluded.get(why, []))
 
   def exclude(self, why: str, clip: str, detail: str = "") -> None:
     """A row outside the protocol by design (not a defect, not an error)."""
@@ -454,11 +644,27 @@ class SkipLog:
 # Labels.
 
 # MEGC 2019 composite 3-class protocol (See et al., "MEGC 2019 - the second
-# facial micro-expressions grand challenge"): every negative emotion folds into
-# 'negative'; 'others' (and unknown strings) are not in the protocol. Keys are
-# lower-case corpus strings, including each corpus' spelling (CAS(ME)^3 says
-# 'happy'/'sad', CAS(ME)^2 already codes 'negative'/'positive').
+# facial micro-expressions grand challenge", FG 2019). The folding is PER
+# CORPUS, as the challenge defined it and as its official list (below)
+# records: CASME II negative = disgust + repression only (its fear and
+# sadness clips are not in the composite); SAMM negative = anger, contempt,
+# disgust, fear, sadness; SMIC is already negative / positive / surprise.
+# 'others' is in no 3-class protocol.
 MEGC_3CLASS_NAMES = ("negative", "positive", "surprise")
+MEGC2019_CASME2 = {
+    "disgust": "negative", "repression": "negative",
+    "happiness": "positive", "surprise": "surprise",
+}
+MEGC2019_SAMM = {
+    "anger": "negative", "contempt": "negative", "disgust": "negative",
+    "fear": "negative", "sadness": "negative",
+    "happiness": "positive", "surprise": "surprise",
+}
+# Corpora outside the MEGC 2019 composite (CAS(ME)^2, CAS(ME)^3, CK+):
+# their 3-class configs fold every negative emotion into 'negative', as
+# the MEGC 2019 SAMM rule does (no official list exists for them). Keys are
+# lower-case corpus strings in each corpus' spelling (CAS(ME)^3 'happy' /
+# 'sad', CAS(ME)^2 already codes 'negative' / 'positive').
 MEGC_3CLASS = {
     "negative": "negative", "disgust": "negative", "repression": "negative",
     "fear": "negative", "sadness": "negative", "sad": "negative",
@@ -466,6 +672,36 @@ MEGC_3CLASS = {
     "positive": "positive", "happiness": "positive", "happy": "positive",
     "surprise": "surprise", "surprised": "surprise",
 }
+
+# The official MEGC 2019 composite membership (442 clips, 68 subjects), as
+# shipped in megc2019_composite.csv (source cited in its header).
+MEGC2019_LIST = "megc2019_composite.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class Membership:
+  """An official sample list a protocol is restricted to.
+
+  `file` is a CSV next to this module with columns dataset, subject, clip,
+  label (a class name); `name` is what reports call it.
+  """
+  name: str
+  file: str
+
+  def load(self, dataset: str) -> dict[str, str]:
+    """`'<subject>/<clip>'` -> label name for `dataset`."""
+    return {f"{r['subject']}/{r['clip']}": r["label"]
+            for r in read_list(self.file) if r["dataset"] == dataset}
+
+
+MEGC2019 = Membership("MEGC 2019 composite list", MEGC2019_LIST)
+
+
+def read_list(name: str) -> list[dict[str, str]]:
+  """Rows of a shipped list CSV (`#` lines are its header notes)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+  with open(path, newline="") as f:
+    return list(csv.DictReader(line for line in f if not line.startswith("#")))
 
 
 def protocol_label(emotion: str, class_names: Sequence[str],
@@ -550,10 +786,13 @@ class CorpusConfig(tfds.core.BuilderConfig):
       (resize only: already-cropped releases, fast tests).
     variant: corpus-specific release/camera, e.g. CASME II 'raw'/'cropped',
       SMIC 'HS'/'VIS'/'NIR'.
+    annotation: the annotation file to read (absolute, or relative to
+      manual_dir) when a release holds several versions; '' = the only one.
   """
 
   def __init__(self, *, protocol: str, size: int = 112,
-               alignment: str = "dlib", variant: str = "", **kwargs):
+               alignment: str = "dlib", variant: str = "", annotation: str = "",
+               **kwargs):
     if alignment not in ("dlib", "dlib_or_center", "none"):
       raise ValueError(f"Unknown alignment {alignment!r}")
     kwargs.setdefault("name", f"{protocol}_{size}" + (f"_{variant}" if variant else ""))
@@ -562,6 +801,7 @@ class CorpusConfig(tfds.core.BuilderConfig):
     self.size = size
     self.alignment = alignment
     self.variant = variant
+    self.annotation = annotation
 
 
 def make_configs(protocols: Mapping[str, Any], sizes: Iterable[int] = (112, 224),
@@ -600,10 +840,20 @@ class CorpusBuilderMixin:
   labels from `self.emotion_label`. After a build, `self.skips` holds the
   `SkipLog` and `self.report` the content of `build_report.json`.
 
+  Optional: `MEMBERSHIP = {protocol: Membership}` (an official list the
+  protocol is restricted to: clips it does not name are exclusions, the
+  list's label is the record's), `ERRATA` (a tuple of `Erratum`, applied by
+  `plan_sheet_rows` / `apply_errata` and listed under `repaired`).
+  Builders find their annotation with `self.locate_annotation`, which
+  records the file and its sha256 in the report and `info.metadata`.
+
   Constructor keywords (through `tfds.builder(name, strict=..., ...)`):
-    strict: stop with `CorpusDefectError` at the first defect instead of
-      skipping it. A keyword rather than a config field so that a strict and
-      a lenient build of one config write the same dataset.
+    strict: stop with `CorpusDefectError` at the first DEFECT (exclusions
+      and applied errata never stop it). A keyword rather than a config
+      field so that a strict and a lenient build of one config write the
+      same dataset.
+    annotation: the annotation file (overrides the config's `annotation`),
+      required when the release holds several versions side by side.
     alignment: overrides the config's alignment ('dlib', 'dlib_or_center',
       'none'), e.g. 'none' for already-aligned frames or fast tests; the
       value used is recorded in `info.metadata['alignment']`.
@@ -613,17 +863,32 @@ class CorpusBuilderMixin:
   TITLE = ""
   PROTOCOLS: Mapping[str, tuple[Sequence[str], Mapping[str, str] | None]] = {}
   EMOTIONS: frozenset[str] = frozenset()
+  MEMBERSHIP: Mapping[str, Membership] = {}
+  ERRATA: Sequence[Erratum] = ()
   HOMEPAGE = ""
   CITATION = ""
 
   def __init__(self, *args, strict: bool = False, alignment: str | None = None,
-               **kwargs):
+               annotation: str | None = None, **kwargs):
     if alignment not in (None, "dlib", "dlib_or_center", "none"):
       raise ValueError(f"Unknown alignment {alignment!r}")
     self.strict = bool(strict)
     self._alignment = alignment
+    self._annotation = annotation
+    self.annotation_read: dict[str, str] | None = None
     self.report: dict[str, Any] | None = None
     super().__init__(*args, **kwargs)
+
+  def locate_annotation(self, manual: str, pattern: str,
+                        subdirs: Sequence[str] = ()) -> str:
+    """The annotation file (see `find_annotation`); records it and its sha256."""
+    explicit = self._annotation or getattr(self.builder_config, "annotation", "")
+    path = find_annotation(manual, pattern, self.TITLE,
+                           self.MANUAL_DOWNLOAD_INSTRUCTIONS, explicit=explicit,
+                           subdirs=subdirs)
+    self.annotation_read = {"file": os.path.relpath(path, manual),
+                            "sha256": sha256_file(path)}
+    return path
 
   @property
   def alignment(self) -> str:
@@ -685,10 +950,14 @@ class CorpusBuilderMixin:
     (`APEX_MISSING`, the clip's `apex_annotated` False).
     """
     plans = []
+    fields = {"onset": "onsetframe", "apex": "apexframe", "offset": "offsetframe"}
     for r in rows:
       subj = subject_name(r.get("subject"))
       clip = cell_str(r.get("filename"))
       where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
+      # Errata are keyed by '<subject>/<clip>' or, where the source gives
+      # only a spreadsheet row, by 'row <n>'.
+      apply_errata(self.ERRATA, (where, f"row {r['_row']}"), r, fields, skips, where)
       onset, offset = cell_int(r.get("onsetframe")), cell_int(r.get("offsetframe"))
       if not subj or not clip or onset is None or offset is None:
         skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
@@ -697,8 +966,10 @@ class CorpusBuilderMixin:
       if folder is None:
         skips.skip("missing folder", where)
         continue
+      on_disk = list_frames(folder)
+      offset = cut_offset(on_disk, onset, offset, where, skips)
       try:
-        files = frames_between(list_frames(folder), onset, offset)
+        files = frames_between(on_disk, onset, offset)
       except FrameRangeError as e:
         skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
@@ -735,12 +1006,17 @@ class CorpusBuilderMixin:
     manual = require_manual_dir(getattr(dl_manager, "_manual_dir", None),
                                 self.TITLE, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     self.report = None
+    self.annotation_read = None
     self.skips = SkipLog(self.CORPUS, strict=self.strict)
     plans = self._plan(manual, self.skips)
     # Every annotation row / clip folder the plan looked at.
     self._rows_read = (len(plans) + self.skips.total
                        + sum(len(v) for v in self.skips.excluded.values()))
     self._manual = manual
+    plans = self._apply_membership(plans)
+    if self.annotation_read:   # saved with dataset_info.json at the end
+      self.info.metadata["annotation_file"] = self.annotation_read["file"]
+      self.info.metadata["annotation_sha256"] = self.annotation_read["sha256"]
     plans = self._check_frames(plans)
     plans = self._align(plans)
     by_subject: dict[str, list[ClipPlan]] = collections.OrderedDict()
@@ -768,6 +1044,39 @@ class CorpusBuilderMixin:
     return {common.split_name(s): self._generate_examples(ps)
             for s, ps in sorted(by_subject.items(), key=lambda kv: natural_key(kv[0]))}
 
+  def membership(self) -> Membership | None:
+    """The official list this build's protocol is restricted to, or None."""
+    return self.MEMBERSHIP.get(self.builder_config.protocol)
+
+  def _apply_membership(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+    """Restricts a protocol to its official list (`MEMBERSHIP`), if it has one.
+
+    A clip the list does not name, or whose emotion the protocol's mapping
+    leaves out, is an exclusion (counted, never a defect). A listed clip
+    takes the list's label; where the mapping disagrees, that is a repair.
+    """
+    member = self.membership()
+    if member is None:
+      return plans
+    names, _ = self.PROTOCOLS[self.builder_config.protocol]
+    listed = member.load(self.CORPUS)
+    kept = []
+    for p in plans:
+      key = p.where
+      if p.label < 0:
+        self.skips.exclude(OUTSIDE_PROTOCOL, key, p.emotion)
+        continue
+      if key not in listed:
+        self.skips.exclude(NOT_IN_LIST, key, member.name)
+        continue
+      want = names.index(listed[key])
+      if want != p.label:
+        self.skips.note("label from the official list", key,
+                        f"{p.emotion!r} -> {listed[key]} ({member.name})")
+        p.label = want
+      kept.append(p)
+    return kept
+
   def _split_done(self) -> None:
     # Repeat the summary once the last split is written, so it ends the build
     # log, and assemble the report.
@@ -792,7 +1101,12 @@ class CorpusBuilderMixin:
         "samples_written": sum(self._written.values()),
         "per_class": per_class,
         "per_split": dict(sorted(self._per_split.items())),
+        "annotation": self.annotation_read,
+        "membership": self.membership().name if self.membership() else None,
+        # Defects (`skipped`) stop a strict build; repairs and exclusions never do.
         "skipped_total": self.skips.total,
+        "defects_total": self.skips.total,
+        "excluded_total": self.skips.excluded_total,
         "skipped": self.skips.details["skipped"],
         "repaired": self.skips.details["repaired"],
         "excluded": self.skips.details["excluded"],

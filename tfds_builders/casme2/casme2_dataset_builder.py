@@ -6,7 +6,10 @@ Annotation defects handled (all counted and logged, never silent):
   * `Subject` is an int (1 -> 'sub01'), sometimes text ('1', '01', 'sub01').
   * Frame numbers are ints, floats (46.0) or text ('46').
   * `ApexFrame` is '/' (or blank) for some rows -> apex = middle index.
-  * Onset/offset frame files absent on disk -> clip skipped ("missing frames").
+  * Onset/offset frame files absent on disk -> clip skipped ("missing frames"),
+    except an offset past the clip's last file (`sub16/EP01_08`): cut to the
+    last frame, reported as a repair.
+  * Blank unnamed columns between the named ones are ignored.
 """
 
 from __future__ import annotations
@@ -40,14 +43,31 @@ Unpack it so that manual_dir holds:
   <manual_dir>/Cropped/sub01/EP02_01f/reg_img46.jpg ...
                                                   (configs '*_cropped')
 
-Frame file numbers are the spreadsheet's frame numbers.
+Frame file numbers are the spreadsheet's frame numbers. Unpacked archives
+that nest a folder in its namesake (CASME2_RAW_selected/CASME2_RAW_selected/,
+Cropped/Cropped/) are found too. With several coding files side by side
+(CASME2-coding-20140508.xlsx and -20190701.xlsx) name one with
+annotation=FILE (scripts/build_dataset.py --annotation FILE).
 """
 
 PROTOCOLS = {
-    # Fear and sadness have too few clips (2 and 7): not in the 5-class protocol.
+    # The common CASME II 5-class protocol (Yan et al. 2014 baseline): fear
+    # and sadness have too few clips (2 and 7) and are left out.
     "5class": (("happiness", "disgust", "repression", "surprise", "others"), None),
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    # MEGC 2019 composite (See et al., FG 2019): negative = disgust +
+    # repression only; fear, sadness and others are not in it. Restricted to
+    # the official list (`MEMBERSHIP`): 145 clips, 24 subjects.
+    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC2019_CASME2),
 }
+MEMBERSHIP = {"3class": corpus.MEGC2019}
+# Every emotion string of CASME2-coding-*.xlsx (an unknown one is a defect).
+EMOTIONS = frozenset({"happiness", "disgust", "repression", "surprise", "fear",
+                      "sadness", "others"})
+# CASME II: no published per-sample correction is applied; its known faults
+# are handled by rule: `sub16/EP01_08`'s offset past its last frame is cut
+# (`OFFSET_CUT`), `sub04/EP12_01f`'s apex '/' becomes the middle frame
+# (`APEX_MISSING`) and the clip is not in the MEGC 2019 list.
+ERRATA: tuple[corpus.Erratum, ...] = ()
 
 
 def subject_name(cell) -> str | None:
@@ -70,6 +90,9 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   CORPUS = CORPUS
   TITLE = "CASME II"
   PROTOCOLS = PROTOCOLS
+  MEMBERSHIP = MEMBERSHIP
+  EMOTIONS = EMOTIONS
+  ERRATA = ERRATA
   HOMEPAGE = "http://casme.psych.ac.cn/casme/e2"
   CITATION = """\
 @article{yan2014casme2,
@@ -79,10 +102,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    xlsx = corpus.find_file_glob(manual, XLSX_RE)
-    corpus.require_path(xlsx, self.TITLE, "CASME2-coding-*.xlsx", manual, instr)
+    xlsx = self.locate_annotation(manual, XLSX_RE)
     names = CROPPED_DIRS if self.builder_config.variant == "cropped" else RAW_DIRS
-    root = corpus.require_path(corpus.find_child(manual, *names, kind="dir"),
+    # As unpacked: CASME2_RAW_selected/CASME2_RAW_selected/sub01, Cropped/Cropped/sub01.
+    root = corpus.require_path(corpus.find_nested(manual, *names, kind="dir"),
                                self.TITLE, f"frame folder {names[0]}/", manual,
                                instr)
     try:

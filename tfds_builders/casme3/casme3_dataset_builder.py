@@ -22,7 +22,30 @@ from tfds_builders import corpus
 CORPUS = "casme3"
 FPS = 30.0
 MAX_MISSING = 3
+# A clip whose first frames were dropped keeps the frames that exist when
+# onset..offset still holds at least this many (the trainers' clip length,
+# `input.num_frames`, is 8 in configs/).
+MIN_FRAMES = 8
+START_DROPPED = "frames missing at clip start -> kept the rest"
 XLSX_RE = r"cas\(?me\)?\^?3.*part.?A.*ME.*label.*\.xlsx"
+
+# Published corrections of the v2 label sheet. Key: '<Subject>/<Filename>/<Onset
+# as released>'. Sources: the official repository's error list
+# (jingtingEmmaLi/CAS-ME-3, exception/casme3_partA_error_list_ZhouJu.xlsx:
+# "0.jpg does not exist, 1.jpg does: onset and apex +1") and tvaranka/meb
+# (meb/datasets/datasets.py, class Casme3, DataFrame rows 128, 708, 749,
+# 750, 796, 798 of the same sheet).
+_OFFICIAL = "jingtingEmmaLi/CAS-ME-3 exception/casme3_partA_error_list_ZhouJu.xlsx"
+_MEB = "tvaranka/meb meb/datasets/datasets.py (Casme3)"
+ERRATA = (
+    corpus.Erratum("spNO.149/d/112", "apex", "83", 160, _MEB),        # apex < onset
+    corpus.Erratum("spNO.214/c/5", "offset", "3460", 34, _MEB),       # mistyped offset
+    corpus.Erratum("spNO.216/d/3647", "onset", "3647", 2647, _MEB),   # onset > offset
+    corpus.Erratum("spNO.216/e/0", "onset", "0", 1, _OFFICIAL),       # no 0.jpg
+    corpus.Erratum("spNO.216/e/0", "apex", "0", 1, _OFFICIAL),
+    corpus.Erratum("spNO.40/e/1812", "offset", "0", 1845, _MEB),      # offset 0
+    corpus.Erratum("spNO.40/e/2327", "offset", "0", 2403, _MEB),
+)
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 CAS(ME)^3 is licensed and cannot be downloaded automatically. Request it from
@@ -31,11 +54,12 @@ http://casme.psych.ac.cn/casme/e4; sign the release agreement.
 
 Unpack part A so that manual_dir holds:
 
-  <manual_dir>/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx
+  <manual_dir>/part_A/annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx
         (sheet 'label': Subject, Filename, Onset, Apex, Offset, AU,
-         Objective class, emotion)
+         Objective class, emotion; every cell is text)
   <manual_dir>/part_A/spNO.1/a/color/1.jpg ...
-        (the release's data/part_A_split/part_A/ folder also works)
+        (the release's data/part_A_split/part_A/ folder also works; the
+         sheet may also sit directly in manual_dir)
 
 Onset/Apex/Offset are the JPEG indices in the file names.
 """
@@ -60,6 +84,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   CORPUS = CORPUS
   TITLE = "CAS(ME)^3 part A"
   PROTOCOLS = PROTOCOLS
+  ERRATA = ERRATA
   HOMEPAGE = "http://casme.psych.ac.cn/casme/e4"
   CITATION = """\
 @article{li2022casme3,
@@ -67,16 +92,29 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Li, Jingting and Dong, Zizhao and Lu, Shaoyuan and Wang, Su-Jing and Yan, Wen-Jing and Ma, Yinhuan and Liu, Ye and Huang, Changbing and Fu, Xiaolan},
   journal={IEEE TPAMI}, year={2022}}"""
 
+  def _frame_root(self, manual: str) -> str | None:
+    """The folder holding spNO.* subject folders, as the release unpacks."""
+    def has_subjects(d):
+      return d is not None and any(e.lower().startswith("spno")
+                                   for e in os.listdir(d))
+    part_a = corpus.find_nested(manual, "part_A", kind="dir")
+    candidates = [part_a]
+    for base in (manual, part_a):
+      if base is None:
+        continue
+      split = corpus.find_child(corpus.find_child(base, "data", kind="dir") or "",
+                                "part_A_split", kind="dir")
+      candidates.append(corpus.find_child(split, "part_A", kind="dir") if split else None)
+    return next((c for c in candidates if has_subjects(c)), None)
+
   def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    xlsx = corpus.require_path(corpus.find_file_glob(manual, XLSX_RE), self.TITLE,
-                               "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", manual,
-                               instr)
-    root = corpus.find_child(manual, "part_A", kind="dir")
-    if root is None:
-      split = corpus.find_child(os.path.join(manual, "data"), "part_A_split", kind="dir")
-      root = corpus.find_child(split, "part_A", kind="dir") if split else None
-    corpus.require_path(root, self.TITLE, "frame folder part_A/", manual, instr)
+    # The release keeps the sheet in part_A/annotation/, not beside the frames.
+    xlsx = self.locate_annotation(manual, XLSX_RE,
+                                  subdirs=("annotation", "part_A/annotation"))
+    root = self._frame_root(manual)
+    corpus.require_path(root, self.TITLE, "frame folder part_A/ (spNO.* folders)",
+                        manual, instr)
     sheets = corpus.sheet_names(xlsx)
     sheet = next((s for s in sheets if s.lower() == "label"), 0)
     try:
@@ -87,30 +125,39 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
     plans = []
     for r in rows:
       subj, name = corpus.cell_str(r.get("subject")), corpus.cell_str(r.get("filename"))
+      released_onset = corpus.cell_str(r.get("onset"))
+      key = f"{subj}/{name}/{released_onset}"
+      # Every cell of the v2 sheet is text ('355'): cell_int reads it.
+      corpus.apply_errata(self.ERRATA, key, r, {}, skips,
+                          f"{subj}/{name}_{released_onset}")
       onset, offset = corpus.cell_int(r.get("onset")), corpus.cell_int(r.get("offset"))
       where = f"{subj}/{name}_{onset}" if subj and name else f"row {r['_row']}"
       # Older copies carry an 'Expression type' column mixing in macro rows.
       etype = corpus.cell_str(r.get("expressiontype")).lower()
       if etype and "micro" not in etype:
+        skips.exclude(f"{etype} (not micro)", where)
         continue
-      if not subj or not name or onset is None or offset is None:
-        skips.skip("bad annotation row", where, f"{xlsx} row {r['_row']}")
+      if not subj or not name or onset is None or offset is None or offset == 0:
+        skips.skip(corpus.BAD_ROW, where, f"{xlsx} row {r['_row']}")
         continue
       subj_dir = corpus.find_child(root, subj, kind="dir")
+      # Filenames are lower-case letters, one is 'J': matched ignoring case.
       clip_dir = corpus.find_child(subj_dir, name, kind="dir") if subj_dir else None
       folder = corpus.find_child(clip_dir, "color", kind="dir") if clip_dir else None
       if folder is None:
-        skips.skip("missing folder", where, f"{subj}/{name}/color")
+        skips.skip(corpus.MISSING_FOLDER, where, f"{subj}/{name}/color")
         continue
+      on_disk = corpus.list_frames(folder)
+      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
+      start = self._first_kept(on_disk, onset, offset, where, skips)
       try:
-        files = corpus.frames_between(corpus.list_frames(folder), onset, offset,
-                                      max_missing=MAX_MISSING)
+        files = corpus.frames_between(on_disk, start, offset, max_missing=MAX_MISSING)
       except corpus.FrameRangeError as e:
         skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue
-      if len(files) != offset - onset + 1:
+      if len(files) != offset - start + 1:
         skips.note("dropped frames tolerated", where,
-                   f"{offset - onset + 1 - len(files)} missing")
+                   f"{offset - start + 1 - len(files)} missing")
       emotion = corpus.cell_str(r.get("emotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
@@ -125,3 +172,23 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           label=label, onset=o, apex=a, offset=f, fps=FPS,
           apex_annotated=not guessed))
     return plans
+
+  @staticmethod
+  def _first_kept(files, onset: int, offset: int, where: str,
+                  skips: corpus.SkipLog) -> int:
+    """The onset, or the first frame on disk when the clip lost its first frames.
+
+    About 10 % of part A's clips miss a few frames at the start; one that
+    still holds `MIN_FRAMES` frames in onset..offset keeps them (a repair,
+    reported with the number missing). Otherwise the onset is returned and
+    `frames_between` reports the missing frames.
+    """
+    nums = sorted({n for n in (corpus.frame_number(f) for f in files) if n is not None})
+    if onset in nums or onset > offset:
+      return onset
+    present = [n for n in nums if onset < n <= offset]
+    if len(present) < MIN_FRAMES:
+      return onset
+    skips.note(START_DROPPED, where,
+               f"{present[0] - onset} frames missing ({onset}..{present[0] - 1})")
+    return present[0]

@@ -77,9 +77,8 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    xlsx = corpus.require_path(corpus.find_file_glob(manual, XLSX_RE), self.TITLE,
-                               "CAS(ME)^2code_final.xlsx", manual, instr)
-    root = corpus.require_path(corpus.find_child(manual, "rawpic", kind="dir"),
+    xlsx = self.locate_annotation(manual, XLSX_RE)
+    root = corpus.require_path(corpus.find_nested(manual, "rawpic", kind="dir"),
                                self.TITLE, "frame folder rawpic/", manual, instr)
     sheets = corpus.sheet_names(xlsx)
     rule1 = next((s for s in sheets if re.sub(r"\s", "", s.lower()) == "namingrule1"), None)
@@ -138,8 +137,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if folder is None:
         skips.skip("missing folder", where, f"{subj}/{prefix}*")
         continue
+      on_disk = corpus.list_frames(folder)
+      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
       try:
-        files = corpus.frames_between(corpus.list_frames(folder), onset, offset)
+        files = corpus.frames_between(on_disk, onset, offset)
       except corpus.FrameRangeError as e:
         skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
         continue

@@ -49,8 +49,27 @@ PROTOCOLS = {
     # spreadsheet says 'Other', some copies 'Others'.
     "5class": (("anger", "contempt", "happiness", "surprise", "other"),
                {"others": "other"}),
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    # MEGC 2019 composite (See et al., FG 2019): negative = anger, contempt,
+    # disgust, fear, sadness; 'Other' is not in it. Restricted to the
+    # official list (`MEMBERSHIP`): 133 clips, 28 subjects.
+    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC2019_SAMM),
 }
+MEMBERSHIP = {"3class": corpus.MEGC2019}
+EMOTIONS = frozenset({"anger", "contempt", "disgust", "fear", "happiness",
+                      "sadness", "surprise", "other", "others"})
+# Published corrections (tvaranka/meb, meb/datasets/datasets.py, class
+# SAMM: "Missing apex in file, change based on optical flow"). meb names the
+# rows by DataFrame index 125, 132, 133, i.e. spreadsheet rows 140, 147,
+# 148 of SAMM_Micro_FACS_Codes_v2.xlsx (13 rows of notes and the header
+# first); applied only while that row's apex cell is still missing. meb's
+# offset fix (index 56 -> 5739) gives no released value to check, so it
+# is not applied blind: an offset past the last frame is cut by rule.
+_MEB = "tvaranka/meb meb/datasets/datasets.py (SAMM: apex missing, from optical flow)"
+ERRATA = (
+    corpus.Erratum("row 140", "apex", "", 1105, _MEB),
+    corpus.Erratum("row 147", "apex", "", 4945, _MEB),
+    corpus.Erratum("row 148", "apex", "", 5130, _MEB),
+)
 
 
 def subject_name(cell) -> str | None:
@@ -70,6 +89,9 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   CORPUS = CORPUS
   TITLE = "SAMM"
   PROTOCOLS = PROTOCOLS
+  MEMBERSHIP = MEMBERSHIP
+  EMOTIONS = EMOTIONS
+  ERRATA = ERRATA
   HOMEPAGE = "https://helward.mmu.ac.uk/STAFF/M.Yap/dataset.php"
   CITATION = """\
 @article{davison2018samm,
@@ -79,9 +101,8 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    xlsx = corpus.require_path(corpus.find_file_glob(manual, XLSX_RE), self.TITLE,
-                               "SAMM_Micro_FACS_Codes_v2.xlsx", manual, instr)
-    root = corpus.require_path(corpus.find_child(manual, "SAMM", kind="dir"),
+    xlsx = self.locate_annotation(manual, XLSX_RE)
+    root = corpus.require_path(corpus.find_nested(manual, "SAMM", kind="dir"),
                                self.TITLE, "frame folder SAMM/", manual, instr)
     try:
       rows = corpus.read_xlsx_rows(

@@ -8,7 +8,9 @@ so `frames` is the whole clip, onset = 0, offset = T-1 and apex = the
 middle index (T-1)//2 (a stand-in, noted as such in the build log, and
 `apex_annotated` = False in every record, so the input pipeline gives
 `apex_index = -1` and the ranking loss does not take it for an annotation).
-`non_micro` folders are ignored.
+`non_micro` folders (and any other folder beside `micro/`) are counted
+exclusions, never defects. The `3class` HS config is restricted to the
+official MEGC 2019 composite list (164 clips, 16 subjects).
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ No annotation file is needed: labels come from the folder names.
 """
 
 PROTOCOLS = {"3class": (EMOTIONS, None)}
+# MEGC 2019 composite (See et al., FG 2019): SMIC-HS as released, restricted
+# to the official list; VIS and NIR are not in the composite.
+MEMBERSHIP = {"3class": corpus.MEGC2019}
+NON_MICRO = "non_micro folder (not a micro-expression)"
 
 
 class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
@@ -66,6 +72,13 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   CORPUS = CORPUS
   TITLE = "SMIC"
   PROTOCOLS = PROTOCOLS
+  MEMBERSHIP = MEMBERSHIP
+
+  def membership(self):
+    # Only the HS camera is in the MEGC 2019 composite.
+    if (self.builder_config.variant or "HS").upper() != "HS":
+      return None
+    return super().membership()
   HOMEPAGE = "http://www.cse.oulu.fi/SMICDatabase"
   CITATION = """\
 @inproceedings{li2013smic,
@@ -76,14 +89,21 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     camera = self.builder_config.variant or "HS"
-    base = corpus.find_child(manual, "SMIC_all_raw", "SMIC", kind="dir") or manual
-    root = corpus.require_path(corpus.find_child(base, camera, kind="dir"),
+    base = corpus.find_nested(manual, "SMIC_all_raw", "SMIC", kind="dir") or manual
+    root = corpus.require_path(corpus.find_nested(base, camera, kind="dir"),
                                self.TITLE, f"SMIC_all_raw/{camera}/", base, instr)
     subjects = sorted((d for d in os.listdir(root)
                        if os.path.isdir(os.path.join(root, d))),
                       key=corpus.natural_key)
     plans = []
     for subj in subjects:
+      for other in sorted(os.listdir(os.path.join(root, subj))):
+        o = os.path.join(root, subj, other)
+        if other.lower() != "micro" and os.path.isdir(o):
+          # non_micro/<clip>: counted per clip folder, never a defect.
+          for clip in sorted(os.listdir(o), key=corpus.natural_key):
+            if os.path.isdir(os.path.join(o, clip)):
+              skips.exclude(NON_MICRO, f"{subj}/{clip}", other)
       micro = corpus.find_child(os.path.join(root, subj), "micro", kind="dir")
       if micro is None:
         skips.skip("no micro/ folder", subj)
