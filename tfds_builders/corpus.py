@@ -597,6 +597,20 @@ class SkipLog:
     log.info("%s: %s: erratum %s %r -> %r (%s)", self.corpus, clip, e.field,
              e.released, e.corrected, e.source)
 
+  def forget_repairs(self, clip: str) -> None:
+    """Drops the stand-in repairs of a clip that is then excluded (not written).
+
+    Applied errata stay listed: they describe the annotation, written or not.
+    """
+    for what in list(self.notes):
+      if what == ERRATUM or clip not in self.notes[what]:
+        continue
+      self.notes[what] = [c for c in self.notes[what] if c != clip]
+      self.details["repaired"][what] = [
+          d for d in self.details["repaired"][what] if d["clip"] != clip]
+      if not self.notes[what]:
+        del self.notes[what], self.details["repaired"][what]
+
   @property
   def excluded_total(self) -> int:
     return sum(len(v) for v in self.excluded.values())
@@ -1063,11 +1077,12 @@ class CorpusBuilderMixin:
     kept = []
     for p in plans:
       key = p.where
-      if p.label < 0:
-        self.skips.exclude(OUTSIDE_PROTOCOL, key, p.emotion)
-        continue
-      if key not in listed:
-        self.skips.exclude(NOT_IN_LIST, key, member.name)
+      if p.label < 0 or key not in listed:
+        self.skips.forget_repairs(key)
+        if p.label < 0:
+          self.skips.exclude(OUTSIDE_PROTOCOL, key, p.emotion)
+        else:
+          self.skips.exclude(NOT_IN_LIST, key, member.name)
         continue
       want = names.index(listed[key])
       if want != p.label:
