@@ -77,8 +77,9 @@ def corpora(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
 def test_builder_records(name, corpora, tmp_path, caplog):
-  manual, exp = corpora[name]
+  manual, exp_all = corpora[name]
   for protocol in PROTOCOLS[name]:
+    exp = exp_all.for_protocol(protocol)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="tfds_builders"):
       b = build(name, manual, tmp_path / protocol, protocol)
@@ -91,6 +92,9 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert {r: b.skips.count(r) for r in exp.skips} == exp.skips
     assert b.skips.total == sum(exp.skips.values())
     assert {n: b.skips.noted(n) for n in exp.notes} == exp.notes
+    # Exclusions are counted apart from defects (strict never stops on them).
+    assert {w: b.skips.exclusions(w) for w in exp.excluded} == exp.excluded
+    assert b.skips.excluded_total == sum(exp.excluded.values())
     # ... and logged, with a summary.
     text = caplog.text
     assert f"skipped {b.skips.total} clips" in text
@@ -103,6 +107,16 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert report["dataset"] == f"{name}/{b.builder_config.name}"
     assert {r: len(v) for r, v in report["skipped"].items()} == exp.skips
     assert {r: len(v) for r, v in report["repaired"].items()} == exp.notes
+    assert {r: len(v) for r, v in report["excluded"].items()} == exp.excluded
+    assert report["defects_total"] == sum(exp.skips.values())
+    # Each applied erratum names sample, field, both values and its source.
+    for e in report["repaired"].get(corpus.ERRATUM, []):
+      assert {"sample", "field", "released", "corrected", "source"} <= set(e)
+    # The annotation file read, and its sha256, in the report and metadata.
+    if name not in ("smic", "ck_plus"):
+      ann = report["annotation"]
+      assert ann["sha256"] == corpus.sha256_file(os.path.join(str(manual), ann["file"]))
+      assert b.info.metadata["annotation_sha256"] == ann["sha256"]
     assert all(e["clip"] for v in report["skipped"].values() for e in v)
     assert report["per_split"] == exp.splits
     per_class = {n: 0 for n in list(names) + ["-1"]}
@@ -176,7 +190,8 @@ def test_smic_vis_camera(corpora, tmp_path):
   manual, _ = corpora["smic"]
   b = build("smic", manual, tmp_path, "3class", variant="VIS")
   recs = read_all(b)
-  assert len(recs) == 4
+  # VIS is not in the MEGC 2019 composite: no list, s2_ne_01 is written.
+  assert len(recs) == 5 and "smic/s2/s2_ne_01" in recs
   assert all(r["fps"] == 25 for r in recs.values())
 
 
@@ -184,7 +199,7 @@ def test_casme2_cropped_release_centre_crop_fallback(tmp_path):
   """The Cropped release (reg_imgN.jpg): faceless frames fall back to a centre crop."""
   if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("needs face_recognition_models (pip install 'mer-jax[faces]')")
-  exp = cf.make_casme2(str(tmp_path / "m"), cropped=True)
+  exp = cf.make_casme2(str(tmp_path / "m"), cropped=True).for_protocol("5class")
   b = build("casme2", tmp_path / "m", tmp_path / "d", "5class",
             alignment="dlib_or_center", variant="cropped")
   assert len(read_all(b)) == len(exp.clips)
@@ -223,7 +238,8 @@ def test_manual_dir_errors_name_layout_and_source():
       casme_sq: ("rawpic/s15/15_0101disgustingteeth/img1.jpg",
                  "CAS(ME)^2code_final.xlsx", "Institute of Psychology"),
       casme3: ("part_A/spNO.1/a/color/1.jpg",
-               "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "Institute of Psychology"),
+               "part_A/annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+               "Institute of Psychology"),
       ck_plus: ("cohn-kanade-images/S005/001/S005_001_00000001.png",
                 "Emotion/S005/001/S005_001_00000011_emotion.txt",
                 "University of Pittsburgh"),
@@ -382,6 +398,7 @@ def test_stand_in_apex_reaches_the_pipeline_as_unknown(corpora, tmp_path):
   from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
   from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   manual, exp = corpora["casme2"]
+  exp = exp.for_protocol("5class")
   b = build("casme2", manual, tmp_path, "5class")
   srcs = [sources.EncodedSource(b, split) for split in sorted(b.info.splits)]
   clips = [sources.Clip(s, i, "", 0, srcs[s][i]["sample_id"].decode())
@@ -444,6 +461,7 @@ def _cli():
 def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   main = _cli()
   manual, exp = corpora["casme2"]
+  exp = exp.for_protocol("3class")
   data = str(tmp_path / "d")
   # Missing manual_dir: exit 2, the layout, no traceback.
   rc = main(["--dataset", "casme2", "--manual_dir", str(tmp_path / "nope"),
