@@ -491,3 +491,112 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   # Unknown builder: exit 2.
   rc = main(["--dataset", "casme9", "--data_dir", data])
   assert rc == 2 and "Unknown dataset builder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------
+# Real releases: the MEGC 2019 composite list, errata, versions, nested unpacks.
+
+
+class _DL:
+  def __init__(self, manual):
+    self._manual_dir = str(manual)
+
+
+def test_megc2019_composite_is_the_official_list(tmp_path):
+  """smic + casme2 + samm `3class` = 442 clips of 68 subjects, class by class.
+
+  The fixtures have each corpus' released emotion distribution (CASME II
+  with fear / sadness / others, SAMM with 'Other'); the per-corpus mappings
+  and the shipped list give the official composite, under --strict (the
+  fixtures hold errata and exclusions only, no defect). Planned and
+  frame-checked, not encoded.
+  """
+  manuals = cf.make_megc2019(str(tmp_path))
+  want = {"smic": (164, (70, 51, 43), 16), "casme2": (145, (88, 32, 25), 24),
+          "samm": (133, (92, 26, 15), 28)}
+  total, subjects = 0, set()
+  for name, (n, per_class, n_subj) in want.items():
+    cfg = corpus.CorpusConfig(protocol="3class", size=SIZE, alignment="none")
+    b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
+                     file_format="array_record", strict=True)
+    b._split_generators(_DL(manuals[name]))   # pylint: disable=protected-access
+    plans = [p for ps in b.planned.values() for p in ps]
+    counts = tuple(sum(p.label == k for p in plans) for k in range(3))
+    assert (len(plans), counts, len(b.planned)) == (n, per_class, n_subj), name
+    assert b.skips.total == 0, b.skips.summary()
+    # The per-corpus mapping agrees with every label of the list.
+    assert b.skips.noted("label from the official list") == 0
+    total += len(plans)
+    subjects |= set(b.planned)
+    if name == "casme2":
+      # The mapping keeps these two disgust clips; the list does not.
+      excluded = b.skips.details["excluded"]
+      assert {e["clip"] for e in excluded[corpus.NOT_IN_LIST]} == {
+          "sub04/EP12_01f", "sub24/EP02_07"}
+      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 2 + 7 + 99
+      assert b.skips.noted(corpus.OFFSET_CUT) == 1   # sub16/EP01_08
+    if name == "samm":
+      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 26   # 'Other'
+      fixed = b.skips.details["repaired"][corpus.ERRATUM]
+      assert sorted((e["sample"], e["corrected"]) for e in fixed) == [
+          ("row 140", 1105), ("row 147", 4945), ("row 148", 5130)]
+    if name == "smic":
+      assert b.skips.excluded_total == 3   # non_micro folders
+  assert total == 442 and len(subjects) == 68
+
+
+def test_annotation_versions_are_never_guessed(corpora, tmp_path):
+  """Two coding sheets side by side: an error naming both, unless one is chosen."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "m"
+  shutil.copytree(corpora["casme2"][0], manual)
+  shutil.copy(manual / "CASME2-coding-20140508.xlsx",
+              manual / "CASME2-coding-20190701.xlsx")
+  with pytest.raises(corpus.ManualDirError) as e:
+    build("casme2", manual, tmp_path / "d1", "5class")
+  assert "20140508" in str(e.value) and "20190701" in str(e.value)
+  assert "--annotation" in str(e.value)
+  cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
+  b = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d2"),
+                   file_format="array_record",
+                   annotation="CASME2-coding-20190701.xlsx")
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  assert b.report["annotation"]["file"] == "CASME2-coding-20190701.xlsx"
+  assert b.info.metadata["annotation_file"] == "CASME2-coding-20190701.xlsx"
+  with pytest.raises(corpus.ManualDirError, match="not found"):
+    b2 = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d3"),
+                      file_format="array_record", annotation="nope.xlsx")
+    b2.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+
+
+def test_strict_passes_on_exclusions_only(corpora, tmp_path):
+  """CK+'s unlabelled sequences are exclusions: a strict build passes."""
+  manual, exp = corpora["ck_plus"]
+  cfg = corpus.CorpusConfig(protocol="7class", size=SIZE, alignment="none")
+  b = tfds.builder("ck_plus", config=cfg, data_dir=str(tmp_path),
+                   file_format="array_record", strict=True)
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  assert b.report["excluded"]["no emotion label"][0]["clip"] == "S005/002"
+  assert b.report["defects_total"] == 0
+  assert len(read_all(b)) == len(exp.clips)
+
+
+def test_nested_lookup_and_offset_cut(tmp_path):
+  """find_nested goes one level down; cut_offset cuts only past the last file."""
+  (tmp_path / "Emotion_labels" / "Emotion" / "S005").mkdir(parents=True)
+  (tmp_path / "rel" / "SAMM" / "006").mkdir(parents=True)
+  assert corpus.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
+      os.path.join("Emotion_labels", "Emotion"))
+  assert corpus.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
+  files = [f"img{n}.jpg" for n in range(5, 10)]
+  log = corpus.SkipLog("x")
+  assert corpus.cut_offset(files, 5, 12, "a", log) == 9
+  assert corpus.cut_offset(files, 5, 8, "b", log) == 8
+  assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
+  assert log.noted(corpus.OFFSET_CUT) == 1
