@@ -110,6 +110,49 @@ we depart on purpose:
 8. Sizes: any T and H, W divisible by `patch`; later stages halve the map
    (ceil). Dense/LayerNorm/BatchNorm defaults are Flax's (no attempt at the
    official trunc-normal init, which has no bearing on this architecture).
+
+Size (parameters, 5 classes, counted with jax.eval_shape; the official count
+is from FDP_SPEC section 0):
+  official FDP (fdp_official)             85,304,206: frame encoder 54,952,448
+                                          (incl. its 768->4096 projection),
+                                          MER head 905,293, SegNet 29,446,465
+  configs/fdp_synthetic.py:official_width 26,528,842: frame encoder 26,064,288
+                                          (the official widths 96/192/384/768
+                                          and depths 3/4/10/3, local blocks
+                                          only, as the official code builds),
+                                          dynamic-image decoder 102,820, rank
+                                          scorer + head 361,734
+  configs/fdp_{samm,casme2,...}.py         3,787,626: frame encoder 3,368,000
+                                          (widths 64/128/256, depths 2/2/4 +
+                                          one global block per stage)
+  configs/fdp_synthetic.py                   192,602: frame encoder 136,416
+At the official widths the encoder has half the official parameters: the
+paper's MHCA (grouped 3x3, `head_dim` channels per group, + 1x1) replaces the
+official dense 3x3 conv (9 C^2 weights per block), there is no 768 -> 4096
+projection, and the decoder is not a 13-conv SegNet.
+
+Optimiser, schedule and losses: every departure from the official train.py
+(Adam lr 1e-4 + coupled L2 1e-3 on all parameters, no clipping, constant lr,
+batch 36, 501 steps, CE + 100 * MSE(dynamic image), no augmentation, the epoch
+with the best TEST accuracy kept), for the `fdp` configs:
+  * optimiser: AdamW with decoupled weight decay (1e-4 synthetic, 1e-3 real
+    corpora) and gradient clipping at global norm 1.0;
+  * schedule: linear warm-up (20 / 50 steps) then cosine decay to 0, peak lr
+    2e-3 (synthetic) / 1e-3 (real); batch 16 x 300 steps (synthetic) /
+    32 x 500 steps (real corpora);
+  * losses: CE + 1.0 * MSE(dynamic image) (`di_weight`; the official 100
+    overwhelms a small model's CE) + 0.1 * the chronological ranking hinge
+    (`rank_weight`; the official code has none); the dynamic-image target is
+    the official one, computed from the augmented frames;
+  * augmentation (flip, +-5 deg rotation, 0.95-1.05 scale, 4 % shift,
+    brightness / contrast), head dropout 0.2-0.3, stochastic depth 0 / 0.1
+    in every step (official: 0.1, then off from epoch 2 with BN frozen);
+  * input: (x / 255 - 0.5) / 0.5 for train and test alike (official: a
+    per-split scalar re-normalisation, the test subject with its own
+    statistics), the motion input of choice 1;
+  * selection: the model after the last step (never a test-label choice).
+`fdp_official` (configs/fdp_official_*.py) keeps the official optimiser,
+schedule and loss; see configs/common.py:fdp_official.
 """
 
 from __future__ import annotations
