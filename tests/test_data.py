@@ -213,6 +213,17 @@ def test_stand_in_apex_is_unknown_to_the_pipeline():
     assert b["apex_index"].tolist() == [got[i] for i in b["index"]]
 
 
+def test_has_annotated_apex():
+  base = {"onset": 2, "apex": 5, "offset": 9}
+  assert sources.has_annotated_apex(base)
+  assert sources.has_annotated_apex({**base, "apex_annotated": None})
+  assert sources.has_annotated_apex({**base, "apex_annotated": np.bool_(True)})
+  assert not sources.has_annotated_apex({**base, "apex_annotated": False})
+  assert not sources.has_annotated_apex({**base, "apex": -1})
+  assert not sources.has_annotated_apex({**base, "apex": 11})
+  assert not sources.has_annotated_apex({"onset": 2, "offset": 9})
+
+
 @pytest.mark.parametrize("start", [0, 3])
 def test_process_shards_of_train_batches_make_the_global_batch(start):
   """Each process decodes only its rows; together they are the 1-process batch."""

@@ -70,13 +70,10 @@ class LoadClip:
     onset, offset = int(rec["onset"]), int(rec["offset"])
     plan = sampling.frame_plan(len(frames), onset, offset, self.num_frames,
                                self.mode)
-    apex = int(rec["apex"]) if "apex" in rec else -1
-    # A stand-in apex (builder filled in the middle frame) is no annotation.
-    # Absent (older builds) or None (the field missing from the serialised
-    # record): trusted, as before the field existed.
-    annotated = rec.get("apex_annotated")
-    if annotated is not None and not annotated:
-      apex = -1
+    # A stand-in apex (builder filled in the middle frame) is no annotation;
+    # `apex_annotated` absent (older builds) or None (the field missing from
+    # the serialised record): trusted, as before the field existed.
+    apex = int(rec["apex"]) if sources.has_annotated_apex(rec) else -1
     x = sampling.gather(lambda j: sources.decode_frame(frames[j]), plan)
     x = resize_clip(x, self.size)
     if self.channels == 1:
