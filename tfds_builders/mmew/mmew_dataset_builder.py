@@ -231,6 +231,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         skips.skip(corpus.UNKNOWN_EMOTION, rel, repr(emotion))
         continue
       images = corpus.list_frames(emo_dir)
+      for d in sorted(os.listdir(emo_dir)):
+        if os.path.isdir(os.path.join(emo_dir, d)) and not d.startswith("."):
+          # Not a layout the authors describe: say so rather than drop it.
+          skips.skip("folder among the macro images", f"{rel}/{d}",
+                     "MMEW macro samples are single images")
       if not images:
         skips.skip(corpus.EMPTY_FOLDER, rel, emo_dir)
         continue
