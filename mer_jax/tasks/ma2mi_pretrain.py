@@ -59,8 +59,10 @@ Data (`config.pretrain.source`):
     the micro corpus' streams. No labels are used. Caveat: same faces and the
     same AU displacement patterns as the micro corpus, so transfer on the
     synthetic corpus is an optimistic stand-in for real macro -> micro.
-  "tfds": the clips of `config.input.datasets` (e.g. ck_plus/7class_112),
-    frames decoded on demand; labels ignored.
+  "tfds": the clips of `config.input.datasets` (e.g. ck_plus/7class_112,
+    oulu_casia/6class_112), frames decoded on demand; labels ignored. Clips
+    under `MIN_CLIP_FRAMES` frames (MMEW's macro images) are left out and
+    counted; none left is an error.
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ BRANCHES = ("position_branch", "action_branch")
 PRETRAINED_DIR = "pretrained"  # what config.init_from reads
 CHECKPOINT_DIR = "pretrain_checkpoints"
 DONE_FILE = "pretrain_done.json"  # written last: the run finished
+# A (t, t+k, t+k+m) triple with k, m >= 1 needs 3 frames; shorter clips
+# (single images) are left out of "tfds" pretraining.
+MIN_CLIP_FRAMES = 3
 
 DEFAULTS = {
     "source": "synthetic_macro",  # synthetic_macro | tfds
@@ -198,14 +203,28 @@ def load_clips(config: ml_collections.ConfigDict,
                                  config.input.data_dir or None,
                                  auto_build=config.input.auto_build,
                                  show_progress=config.progress)
-    clips = []
+    clips, stills = [], 0
     for c in corpus.clips:
       rec = corpus.record(c)
       encoded = rec["frames"]
+      if len(encoded) < MIN_CLIP_FRAMES:   # e.g. MMEW's macro images
+        stills += 1
+        continue
       get = (lambda enc: lambda i: pipeline.resize_clip(
           sources.decode_frame(enc[i])[None], size)[0])(encoded)
       clips.append(MacroClip(get, len(encoded), int(rec["onset"]),
                              int(rec["offset"]), float(rec.get("fps", 30.0))))
+    if stills:
+      log.warning("%d of %d clips of %s have fewer than %d frames (no I[t], "
+                  "I[t+k], I[t+k+m] to draw): left out", stills,
+                  len(corpus.clips), list(config.input.datasets), MIN_CLIP_FRAMES)
+    if not clips:
+      raise ValueError(
+          f"{list(config.input.datasets)}: every clip has fewer than "
+          f"{MIN_CLIP_FRAMES} frames, so there is no motion to pretrain on "
+          "(MMEW's macro part is one image per sample). MA2MI needs frame "
+          "sequences: pretrain on oulu_casia or ck_plus "
+          "(configs/ma2mi_oulu_casia.py, configs/ma2mi_ck_plus.py).")
     return clips
   raise ValueError(f"config.pretrain.source={settings['source']!r}: "
                    "synthetic_macro | tfds")
