@@ -82,6 +82,8 @@ def plot(result: dict[str, Any], face_present: np.ndarray, path: str, *,
     ax_t.set_xlim(0, n * scale)
     ax_t.set_ylim(0, 1)
     ax_t.axis("off")
+    ax_t.text(-0.01, 0.5, "aligned\nwindow\nstarts", transform=ax_t.transAxes,
+              ha="right", va="center", fontsize=7)
     width = n * scale / max(len(thumbs), 1) * 0.9
     for i, img in thumbs:
       c = clips[i]

@@ -333,7 +333,9 @@ def run(args) -> tuple[dict, dict]:
     raise InputError(
         f"no face in any clip of {source} ({len(frames)} frames, detector on "
         f"{len(track.searched)} of them, found on {len(track.detections)}): "
-        f"{whys}{more}")
+        f"{whys}{more}" + (
+            "; --window N (or --onset/--offset) classifies the frames that have one"
+            if len(spans) == 1 and track.detections else ""))
 
   t0 = time.perf_counter()
   predictor = inference.load_model(meta["checkpoint_dir"], step=args.step,
