@@ -12,8 +12,12 @@ trained with `protocol.selection = "inner_val"`, else the final `state`.
 Only `params` and `batch_stats` are read (no optimizer state, no devices of
 the training run): a model trained on 8 devices loads on one CPU.
 
+`load_model` also reads an exported `.mer` artifact (`mer_jax.artifact`,
+scripts/export.py) behind the same interface.
+
 `align_clip` detects and aligns a face exactly as the TFDS builders do
-(`tfds_builders.face_align`), for raw video; `scripts/predict.py` wraps both.
+(`tfds_builders.face_align`), for raw video; `mer_jax.face_track` follows a
+face over a long video; `scripts/predict.py` wraps them.
 """
 
 from __future__ import annotations
