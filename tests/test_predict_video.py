@@ -351,3 +351,10 @@ def test_export_matches_checkpoint_without_mer_jax(media, ckpt, tmp_path, capsys
                           media["single_face.mp4"], "--offset", "29", *FAST)
   assert rc == 0, err
   assert json.loads(out)["step"] == 4
+  # A file that is not an artifact: a clear error, exit 2.
+  bogus = tmp_path / "model.txt"
+  bogus.write_text("not a model")
+  rc, out, err = _predict(capsys, "--checkpoint", str(bogus), "--video",
+                          media["single_face.mp4"])
+  assert rc == 2 and re.match(r"error: .*model.txt is not a mer-jax exported model "
+                              r".*scripts/export.py", err), err
