@@ -358,3 +358,36 @@ def test_export_matches_checkpoint_without_mer_jax(media, ckpt, tmp_path, capsys
                           media["single_face.mp4"])
   assert rc == 2 and re.match(r"error: .*model.txt is not a mer-jax exported model "
                               r".*scripts/export.py", err), err
+
+
+def test_dynamic_image_per_window(media, tmp_path, capsys):
+  """An FDP-like model: one dynamic image PNG per window with a face."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from configs import fdp_synthetic  # pylint: disable=g-import-not-at-top
+  from mer_jax import models  # pylint: disable=g-import-not-at-top
+  config = fdp_synthetic.get_config("tiny")
+  model = models.get_model(config.model_name, 5, **config.model.to_dict())
+  i = config.input
+  shapes = jax.eval_shape(lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+      jnp.zeros((1, i.num_frames, i.size, i.size, i.channels)), train=False))
+  zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+  ckpt = tmp_path / "checkpoints"
+  with ocp.StandardCheckpointer() as ck:
+    ck.save(str(ckpt / "1" / "state"), {
+        "step": np.int32(1), "params": zeros["params"],
+        "batch_stats": zeros.get("batch_stats", {}), "opt_state": {}})
+    ck.wait_until_finished()
+  (ckpt / "mer_jax_meta.json").write_text(json.dumps({
+      "config": config.to_dict(), "class_names": list("abcde"),
+      "selection": "fixed", "test_subject": "none"}))
+  result, _ = _run(capsys, str(ckpt), media["single_face.mp4"], tmp_path,
+                   "--window", "36", "--stride", "36",
+                   "--save_dynamic_image", str(tmp_path / "di.png"))
+  for k, c in enumerate(result["clips"]):
+    assert c["dynamic_image"] == str(tmp_path / f"di_w{k}.png")
+    assert cv2.imread(c["dynamic_image"], cv2.IMREAD_UNCHANGED).shape == (i.size, i.size)
+  assert len(result["clips"]) == 2
