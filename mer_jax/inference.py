@@ -12,8 +12,12 @@ trained with `protocol.selection = "inner_val"`, else the final `state`.
 Only `params` and `batch_stats` are read (no optimizer state, no devices of
 the training run): a model trained on 8 devices loads on one CPU.
 
+`load_model` also reads an exported `.mer` artifact (`mer_jax.artifact`,
+scripts/export.py) behind the same interface.
+
 `align_clip` detects and aligns a face exactly as the TFDS builders do
-(`tfds_builders.face_align`), for raw video; `scripts/predict.py` wraps both.
+(`tfds_builders.face_align`), for raw video; `mer_jax.face_track` follows a
+face over a long video; `scripts/predict.py` wraps them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mer_jax import checkpoints
+from mer_jax import face_track
 from mer_jax import models
 from mer_jax.data import pipeline
 from mer_jax.data import sampling
@@ -45,8 +50,7 @@ class CheckpointError(ValueError):
   """A path is not a usable mer-jax checkpoint; the message says why."""
 
 
-class FaceError(ValueError):
-  """No face, or several faces, where one was expected."""
+FaceError = face_track.FaceError  # no face, or several where one was expected
 
 
 # ----------------------------------------------------------------------------
@@ -116,7 +120,14 @@ def find_checkpoint_dir(path: str, fold: str | None = None) -> str:
 
 def read_meta(path: str, fold: str | None = None) -> dict[str, Any]:
   """`mer_jax_meta.json` of a checkpoint (see `find_checkpoint_dir`), plus
-  `checkpoint_dir`. Reads JSON only: cheap, no model is built."""
+  `checkpoint_dir`. Reads JSON only: cheap, no model is built. An exported
+  `.mer` artifact (scripts/export.py) gives its spec in the same shape."""
+  if os.path.isfile(path):
+    from mer_jax import artifact  # pylint: disable=g-import-not-at-top
+    spec = artifact.read_spec(path)
+    return {"config": spec["config"], "class_names": spec["class_names"],
+            "test_subject": spec["source"].get("test_subject", ""),
+            "checkpoint_dir": os.path.abspath(path), "artifact": True}
   ckpt_dir = find_checkpoint_dir(path, fold)
   meta_path = os.path.join(ckpt_dir, META_FILE)
   try:
@@ -182,25 +193,22 @@ def _restore_item(item_dir: str, target: dict[str, Any]) -> dict[str, Any]:
 # The predictor.
 
 
-@dataclasses.dataclass
-class Predictor:
-  """A trained model with its input pipeline; call it on a clip.
+@dataclasses.dataclass(kw_only=True)
+class ClipClassifier:
+  """A trained model's input pipeline and outputs; subclasses run the model.
 
   Attributes:
-    model: the flax module.
-    variables: `{"params": ..., ["batch_stats": ...]}`, numpy leaves.
     config: the training config (`config.input` drives preprocessing).
     class_names: `[K]` class names, in logit order.
-    checkpoint_dir: the fold's checkpoints/ directory.
+    checkpoint_dir: where the weights come from (a fold's checkpoints/
+      directory, or an exported `.mer` file).
     step: the checkpoint step that was restored.
     item: "best" (inner-validation selection) or "state" (final step).
     selected_step: the training step the weights come from (for "best", the
       step inner validation chose; else `step`).
     test_subject: the subject this fold held out (never trained on).
-    batch_size: clips per forward pass in `predict_many`.
+    batch_size: clips per forward pass in `predict_clips` / `predict_many`.
   """
-  model: Any
-  variables: dict[str, Any]
   config: ml_collections.ConfigDict
   class_names: tuple[str, ...]
   checkpoint_dir: str
@@ -210,30 +218,9 @@ class Predictor:
   test_subject: str = ""
   batch_size: int = 8
 
-  def __post_init__(self):
-    model = self.model
-
-    def apply(variables, frames):
-      logits, aux = model.apply(variables, frames, train=False)
-      out = {"probs": jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
-      # FDP-like models reconstruct the clip's dynamic image ([B, H, W], in
-      # [0, 1]); worth returning for inspection, everything else in aux is
-      # internal.
-      if isinstance(aux, dict) and "dynamic_image" in aux:
-        out["dynamic_image"] = aux["dynamic_image"].astype(jnp.float32)
-      return out
-
-    self._apply = jax.jit(apply)
-    if getattr(model, "batch_inputs", ()):
-      # e.g. miacnet apex="annotated": a raw clip has no annotation.
-      log.warning("%s takes %s from the corpus annotations; a raw clip has "
-                  "none, so the model falls back (miacnet: the estimated "
-                  "apex, apex_fallback=%r).", self.config.model_name,
-                  ", ".join(model.batch_inputs),
-                  getattr(model, "apex_fallback", None))
-    # On the default device once, not per call.
-    self._device_variables = jax.device_put(self.variables)
-    self._normalize = pipeline.Normalize(self.config.input)
+  def _forward(self, clips: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 `[B, T, S, S, C]` -> `probs` `[B, K]` (+ `dynamic_image`)."""
+    raise NotImplementedError
 
   @property
   def num_frames(self) -> int:
@@ -305,8 +292,7 @@ class Predictor:
       # Pad to a power of two (<= batch_size): few shapes, few compiles.
       size = min(self.batch_size, 1 << (len(chunk) - 1).bit_length())
       pad = np.zeros((size - len(chunk),) + chunk.shape[1:], chunk.dtype)
-      x = self._normalize({"frames": np.concatenate([chunk, pad])})["frames"]
-      out = jax.device_get(self._apply(self._device_variables, x))
+      out = self._forward(np.concatenate([chunk, pad]))
       outs.append({k: np.asarray(v[:len(chunk)]) for k, v in out.items()})
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
@@ -342,13 +328,61 @@ class Predictor:
     return [self._result(out, i) for i in range(len(clips))]
 
 
+@dataclasses.dataclass(kw_only=True)
+class Predictor(ClipClassifier):
+  """A trained flax model restored from a checkpoint; call it on a clip.
+
+  Attributes (besides `ClipClassifier`'s):
+    model: the flax module.
+    variables: `{"params": ..., ["batch_stats": ...]}`, numpy leaves.
+  """
+  model: Any
+  variables: dict[str, Any]
+
+  def __post_init__(self):
+    self._apply = jax.jit(eval_fn(self.model))
+    if getattr(self.model, "batch_inputs", ()):
+      # e.g. miacnet apex="annotated": a raw clip has no annotation.
+      log.warning("%s takes %s from the corpus annotations; a raw clip has "
+                  "none, so the model falls back (miacnet: the estimated "
+                  "apex, apex_fallback=%r).", self.config.model_name,
+                  ", ".join(self.model.batch_inputs),
+                  getattr(self.model, "apex_fallback", None))
+    # On the default device once, not per call.
+    self._device_variables = jax.device_put(self.variables)
+    self._normalize = pipeline.Normalize(self.config.input)
+
+  def _forward(self, clips: np.ndarray) -> dict[str, np.ndarray]:
+    x = self._normalize({"frames": clips})["frames"]
+    return jax.device_get(self._apply(self._device_variables, x))
+
+
+def eval_fn(model):
+  """`(variables, frames float32 [B, T, S, S, C] normalised) -> {"probs" [B, K],
+  ["dynamic_image" [B, H, W]]}`: the eval forward pass, also what is exported."""
+
+  def apply(variables, frames):
+    logits, aux = model.apply(variables, frames, train=False)
+    out = {"probs": jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
+    # FDP-like models reconstruct the clip's dynamic image ([B, H, W], in
+    # [0, 1]); worth returning for inspection, everything else in aux is
+    # internal.
+    if isinstance(aux, dict) and "dynamic_image" in aux:
+      out["dynamic_image"] = aux["dynamic_image"].astype(jnp.float32)
+    return out
+
+  return apply
+
+
 def load_model(checkpoint_dir: str, *, fold: str | None = None,
-               step: int | None = None, batch_size: int = 8) -> Predictor:
-  """Rebuilds a trained model from its checkpoint directory.
+               step: int | None = None, batch_size: int = 8) -> ClipClassifier:
+  """Rebuilds a trained model from its checkpoint directory or `.mer` file.
 
   Args:
     checkpoint_dir: a fold's `checkpoints/` directory, the fold directory, or
-      a run workdir (then `fold` picks the fold unless there is only one).
+      a run workdir (then `fold` picks the fold unless there is only one);
+      or an exported `.mer` artifact (scripts/export.py; `fold` and `step`
+      do not apply).
     fold: see `find_checkpoint_dir`.
     step: restore this step; default the newest step that restores (older
       steps are tried, with a `CheckpointFallbackWarning`, when the newest is
@@ -356,8 +390,11 @@ def load_model(checkpoint_dir: str, *, fold: str | None = None,
     batch_size: clips per forward pass.
 
   Returns:
-    A `Predictor`.
+    A `Predictor`, or an `artifact.ExportedPredictor` for a `.mer` file.
   """
+  if os.path.isfile(checkpoint_dir):
+    from mer_jax import artifact  # pylint: disable=g-import-not-at-top
+    return artifact.load_artifact(checkpoint_dir, batch_size=batch_size)
   meta = read_meta(checkpoint_dir, fold)
   ckpt_dir = meta["checkpoint_dir"]
   config = ml_collections.ConfigDict(meta["config"])
@@ -409,81 +446,36 @@ def load_model(checkpoint_dir: str, *, fold: str | None = None,
 # Faces in raw video, aligned as the builders align them.
 
 
-def _detect_faces(rgb: np.ndarray, aligner) -> list[dict[str, Any]]:
-  """Every dlib HOG detection in a frame, best score first.
-
-  Same detector call and downscaling as `face_align.FaceAligner.landmarks`.
-
-  Args:
-    rgb: uint8 `[H, W, 3]`.
-    aligner: a `face_align.FaceAligner`.
-
-  Returns:
-    `[{"box": (left, top, right, bottom) source px, "score", "area", "rect"
-    (dlib, in `small` px), "scale" (small / source), "small"}]`.
-  """
-  import cv2  # pylint: disable=g-import-not-at-top
-  rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-  f = min(1.0, aligner.detect_max_side / max(rgb.shape[:2]))
-  small = rgb
-  if f < 1.0:
-    small = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)),
-                       interpolation=cv2.INTER_AREA)
-  boxes, scores, _ = aligner._hog.run(small, 1, 0.0)  # pylint: disable=protected-access
-  faces = []
-  for r, s in zip(boxes, scores):
-    box = tuple(v / f for v in (r.left(), r.top(), r.right(), r.bottom()))
-    faces.append({"box": box, "score": float(s),
-                  "area": (box[2] - box[0]) * (box[3] - box[1]),
-                  "rect": r, "scale": f, "small": small})
-  return sorted(faces, key=lambda d: -d["score"])
+_DETECTOR = None
 
 
-_ALIGNER = None
-
-
-def _cached_aligner():
-  """One `FaceAligner` per process: loading the dlib models takes a while."""
-  global _ALIGNER
-  if _ALIGNER is None:
-    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-    _ALIGNER = face_align.FaceAligner()
-  return _ALIGNER
+def _cached_detector() -> face_track.HogDetector:
+  """One detector per process: loading the dlib models takes a while."""
+  global _DETECTOR
+  if _DETECTOR is None:
+    _DETECTOR = face_track.HogDetector()
+  return _DETECTOR
 
 
 def face_transform(rgb: np.ndarray, *, largest_face: bool = False,
-                   min_face_score: float = 0.5, aligner=None) -> np.ndarray:
+                   min_face_score: float = 0.5,
+                   face_index: int | None = None) -> np.ndarray:
   """The builders' normalised `[2, 3]` similarity transform for one frame.
 
   With one face this equals `face_align.FaceAligner.transform` (the
-  highest-scoring HOG box), from a single detection pass. Detections scoring below `min_face_score` are
-  not counted as other faces: HOG gives low-score false positives, which the
-  builders ignore the same way.
+  highest-scoring HOG box), from a single detection pass. Detections
+  scoring below `min_face_score` are not counted as other faces: HOG gives
+  low-score false positives, which the builders ignore the same way.
 
   Raises:
     FaceError: no face, or more than one face scoring >= `min_face_score`
-      and `largest_face` is False.
+      and neither `largest_face` nor `face_index` picks one.
   """
-  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-  aligner = aligner or _cached_aligner()
-  faces = _detect_faces(rgb, aligner)
-  if not faces:
+  face = face_track.pick_face(_cached_detector()(rgb), min_face_score=min_face_score,
+                              largest_face=largest_face, face_index=face_index)
+  if face is None:
     raise FaceError("no face found")
-  strong = [d for d in faces if d["score"] >= min_face_score]
-  face = faces[0]  # the builders' choice: the highest score
-  if len(strong) > 1:
-    if not largest_face:
-      boxes = ", ".join(f"{tuple(round(v) for v in d['box'])} score "
-                        f"{d['score']:.2f}" for d in strong)
-      raise FaceError(f"{len(strong)} faces found ({boxes}); the model expects "
-                      "one. Pass --largest_face (largest_face=True) to use the "
-                      "largest, or crop the video.")
-    face = max(strong, key=lambda d: d["area"])
-  # As FaceAligner.landmarks -> eyes -> transform, on the chosen box.
-  shape = aligner._sp5(face["small"], face["rect"])  # pylint: disable=protected-access
-  pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64) / face["scale"]
-  return face_align.similarity_from_eyes(
-      *face_align.eye_centres(pts), eye_dist=aligner.eye_dist, eye_y=aligner.eye_y)
+  return face_track.transform_from_landmarks(face.landmarks)
 
 
 def align_clip(frames: np.ndarray | Sequence[np.ndarray], size: int, *,
@@ -505,6 +497,6 @@ def align_clip(frames: np.ndarray | Sequence[np.ndarray], size: int, *,
     uint8 `[N, size, size, 3]`.
   """
   from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-  m = face_transform(frames[detect_frame], largest_face=largest_face,
+  m = face_transform(np.asarray(frames[detect_frame]), largest_face=largest_face,
                      min_face_score=min_face_score)
   return np.stack(face_align.apply(frames, m, size))

@@ -6,16 +6,27 @@ r"""Classifies the micro-expression in a video with a trained mer-jax model.
       --frames_dir EP02_01f/ --out pred.json
   python scripts/predict.py --checkpoint CKPT --video long.mp4 --window 30 --stride 10
 
-The face is detected and aligned exactly as the TFDS builders do it (dlib
-HOG on the clip's onset frame, one similarity transform for the whole clip,
-the training config's size), then the clip is sampled to the config's
-`num_frames` with its temporal sampling. Without --onset/--offset the whole
-video is one clip; with --window N every N-frame window (every --stride
-frames) is one clip, aligned on its own first frame.
+Faces are followed over time (mer_jax.face_track): dlib HOG on every
+--detect_every-th frame and on each clip's first frame, one face tracked from
+detection to detection with smoothed landmarks in between. Each clip is
+aligned exactly as the TFDS builders align one: a single similarity
+transform from the face on its own first (onset) frame, the training
+config's size; then sampled to the config's `num_frames` with its temporal
+sampling. Without --onset/--offset the whole video is one clip; with
+--window N every N-frame window (every --stride frames) is one clip. A clip
+without a face, or whose face leaves mid-clip, is a reported row ("face":
+false and why); the run fails only when no clip has a face.
 
-Prints a table (to stderr when the JSON goes to stdout) and the JSON: the
-class probabilities of every clip. Input, face and checkpoint problems end
-with "error: ..." and exit status 2, never a traceback (--debug shows one).
+Several faces: an error naming them, unless --largest_face or --face_index K
+(K-th from the left) picks one; the tracker then holds that face.
+
+Prints a table (to stderr when the JSON goes to stdout), the throughput
+(frames/s of decode + detect + align + model) and the JSON: the class
+probabilities of every clip. With --window and --out X.json, also
+X_timeline.csv and X_timeline.png (probabilities over time, frames without a
+face shaded). --checkpoint also takes an exported model (scripts/export.py).
+Input, face and checkpoint problems end with "error: ..." and exit status 2,
+never a traceback (--debug shows one).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import json
 import os
 import re
 import sys
+import time
 import warnings
 
 # Runnable from a clone without installing the package.
@@ -61,8 +73,20 @@ def parse_args(argv):
                  help="sliding windows of this many frames (onset unknown)")
   p.add_argument("--stride", type=int, default=None,
                  help="frames between window starts (default: window // 2)")
-  p.add_argument("--largest_face", action="store_true",
-                 help="with several faces, use the largest (default: error)")
+  faces = p.add_mutually_exclusive_group()
+  faces.add_argument("--largest_face", action="store_true",
+                     help="with several faces, follow the largest (default: error)")
+  faces.add_argument("--face_index", type=int, default=None, metavar="K",
+                     help="with several faces, follow the K-th from the left (0-based)")
+  p.add_argument("--detect_every", type=int, default=6,
+                 help="run the face detector on every N-th frame (and on each "
+                 "clip's first frame); the tracker fills in between")
+  p.add_argument("--detect_max_side", type=int, default=800,
+                 help="detect on a copy whose longer side is at most this "
+                 "(800: the builders'; smaller is faster, landmarks are "
+                 "still fitted at the builders' scale)")
+  p.add_argument("--batch_size", type=int, default=8,
+                 help="windows per forward pass of the model")
   p.add_argument("--min_face_score", type=float, default=0.5,
                  help="HOG score from which a second detection counts as "
                  "another face (weaker ones are false positives)")
@@ -82,6 +106,11 @@ def parse_args(argv):
     p.error("--window must be >= 1")
   if args.stride is not None and args.stride < 1:
     p.error("--stride must be >= 1")
+  for name in ("detect_every", "detect_max_side", "batch_size"):
+    if getattr(args, name) < 1:
+      p.error(f"--{name} must be >= 1")
+  if args.face_index is not None and args.face_index < 0:
+    p.error("--face_index must be >= 0")
   return args
 
 
@@ -179,10 +208,32 @@ def print_table(result: dict, stream) -> None:
   for i, c in enumerate(result["clips"]):
     t = (f"{c['start_s']:.2f}-{c['end_s']:.2f}" if c.get("start_s") is not None
          else "")
-    lines.append(f"{i:>5} {c['onset']:>5}-{c['offset']:<5} {t:>11}  "
-                 f"{c['pred']:<{w}} " +
-                 " ".join(f"{c['probs'][n]:>{w}.3f}" for n in names))
+    row = f"{i:>5} {c['onset']:>5}-{c['offset']:<5} {t:>11}  "
+    if c["face"]:
+      row += f"{c['pred']:<{w}} " + " ".join(f"{c['probs'][n]:>{w}.3f}" for n in names)
+    else:
+      row += f"no face: {c['why']}"
+    lines.append(row)
+  n_face = sum(c["face"] for c in result["clips"])
+  if n_face < len(result["clips"]):
+    lines.append(f"{len(result['clips']) - n_face} of {len(result['clips'])} "
+                 "clips have no face (see `why`)")
   print("\n".join(lines), file=stream, flush=True)
+
+
+def throughput_line(timing: dict, num_frames: int) -> str:
+  """"N frames: decode a s + detect b s + align c s + model d s = T s, F frames/s"."""
+  parts = ("decode", "detect", "align", "model")
+  total = sum(timing[k] for k in parts)
+  return (f"throughput: {num_frames} frames: " +
+          " + ".join(f"{k} {timing[k]:.2f} s" for k in parts) +
+          f" = {total:.2f} s, {num_frames / max(total, 1e-9):.1f} frames/s "
+          f"(model loading {timing['load']:.2f} s not counted)")
+
+
+def timeline_paths(out: str) -> tuple[str, str]:
+  root = os.path.splitext(out)[0]
+  return root + "_timeline.csv", root + "_timeline.png"
 
 
 def save_png(image01: np.ndarray, path: str) -> None:
@@ -197,17 +248,29 @@ def save_png(image01: np.ndarray, path: str) -> None:
 # ----------------------------------------------------------------------------
 
 
-def run(args) -> dict:
+def _dynamic_image_path(path: str, i: int, many: bool) -> str:
+  if not many:
+    return path
+  root, ext = os.path.splitext(path)
+  return f"{root}_w{i}{ext or '.png'}"
+
+
+def run(args) -> tuple[dict, dict]:
+  """Returns the JSON result and extras for the timeline (not in the JSON)."""
+  from mer_jax import face_track  # pylint: disable=g-import-not-at-top
   from mer_jax import inference  # pylint: disable=g-import-not-at-top
 
+  timing = dict.fromkeys(("decode", "detect", "align", "model", "load"), 0.0)
   # Cheap checks first: a bad input or checkpoint path fails before any model
   # is built or any face detector loaded.
+  t0 = time.perf_counter()
   if args.video:
     frames, fps = read_video(args.video, args.max_frames)
     source = args.video
   else:
     frames, fps = read_frames_dir(args.frames_dir, args.max_frames), 0.0
     source = args.frames_dir
+  timing["decode"] = time.perf_counter() - t0
   spans = clip_spans(len(frames), args)
   meta = inference.read_meta(args.checkpoint, args.fold)
   cfg_in = meta["config"]["input"]
@@ -225,39 +288,77 @@ def run(args) -> dict:
   if not face_align.models_available():
     raise InputError("face alignment needs dlib and face_recognition_models: "
                      "pip install 'mer-jax[faces]'")
-  aligned = []
-  for onset, offset in spans:
-    # As the builders: detect on the clip's onset frame, one transform for all.
-    try:
-      aligned.append(inference.align_clip(
-          frames[onset:offset + 1], size, detect_frame=0,
-          largest_face=args.largest_face, min_face_score=args.min_face_score))
-    except inference.FaceError as e:
-      raise InputError(f"frame {onset} of {source}: {e}") from None
+  # Faces over time: detections on a stride of frames and on every clip's
+  # first frame (where the builders would detect), one face tracked.
+  t0 = time.perf_counter()
+  detector = face_track.HogDetector(max_side=args.detect_max_side)
+  searched = face_track.detection_frames(len(frames), args.detect_every, [a for a, _ in spans])
+  progress = None
+  if len(searched) > 20 and sys.stderr.isatty():
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    progress = lambda it: tqdm(it, desc="faces", unit="frame", leave=False)  # pylint: disable=unnecessary-lambda-assignment
+  try:
+    track = face_track.track_face(
+        frames, detector, detect_every=args.detect_every,
+        extra_frames=[a for a, _ in spans], min_face_score=args.min_face_score,
+        largest_face=args.largest_face, face_index=args.face_index,
+        progress=progress)
+  except face_track.FaceError as e:
+    raise InputError(f"{source}: {e}") from None
+  timing["detect"] = time.perf_counter() - t0
 
-  predictor = inference.load_model(meta["checkpoint_dir"], step=args.step)
-  outs = predictor.predict_many([(a, 0, len(a) - 1) for a in aligned])
+  t0 = time.perf_counter()
+  rows, aligned = [], {}
+  for i, (onset, offset) in enumerate(spans):
+    ok, why = track.window_status(onset, offset)
+    row = {"onset": onset, "offset": offset,
+           "start_s": round(onset / fps, 4) if fps else None,
+           "end_s": round((offset + 1) / fps, 4) if fps else None,
+           "face": ok}
+    if ok:
+      # As the builders: one transform, from the clip's first frame.
+      pts, how = track.frame_landmarks(onset)
+      m = face_track.transform_from_landmarks(pts)
+      aligned[i] = np.stack(face_align.apply(frames[onset:offset + 1], m, size))
+      row["landmarks"] = how
+      if onset in track.detections:
+        row["face_box"] = [round(v, 1) for v in track.detections[onset].box]
+    else:
+      row.update(why=why, pred=None, pred_index=None, confidence=None, probs=None)
+    rows.append(row)
+  timing["align"] = time.perf_counter() - t0
+  if not aligned:
+    whys = "; ".join(f"clip {r['onset']}-{r['offset']}: {r['why']}" for r in rows[:3])
+    more = f" (and {len(rows) - 3} more)" if len(rows) > 3 else ""
+    raise InputError(
+        f"no face in any clip of {source} ({len(frames)} frames, detector on "
+        f"{len(track.searched)} of them, found on {len(track.detections)}): "
+        f"{whys}{more}" + (
+            "; --window N (or --onset/--offset) classifies the frames that have one"
+            if len(spans) == 1 and track.detections else ""))
 
-  clips = []
-  for i, ((onset, offset), o) in enumerate(zip(spans, outs)):
-    c = {"onset": onset, "offset": offset,
-         "start_s": round(onset / fps, 4) if fps else None,
-         "end_s": round((offset + 1) / fps, 4) if fps else None,
-         "pred": o["pred_name"], "pred_index": o["pred"],
-         "confidence": round(float(o["probs"][o["pred"]]), 6),
-         "probs": {n: round(float(p), 6) for n, p in zip(o["class_names"], o["probs"])}}
+  t0 = time.perf_counter()
+  predictor = inference.load_model(meta["checkpoint_dir"], step=args.step,
+                                   batch_size=args.batch_size)
+  timing["load"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  order = sorted(aligned)
+  outs = predictor.predict_many([(aligned[i], 0, len(aligned[i]) - 1) for i in order])
+  timing["model"] = time.perf_counter() - t0
+
+  for i, o in zip(order, outs):
+    c = rows[i]
+    c.update(pred=o["pred_name"], pred_index=o["pred"],
+             confidence=round(float(o["probs"][o["pred"]]), 6),
+             probs={n: round(float(p), 6) for n, p in zip(o["class_names"], o["probs"])})
     if args.save_dynamic_image and "dynamic_image" in o:
-      path = args.save_dynamic_image
-      if len(spans) > 1:
-        root, ext = os.path.splitext(path)
-        path = f"{root}_w{i}{ext or '.png'}"
+      path = _dynamic_image_path(args.save_dynamic_image, i, len(spans) > 1)
       save_png(o["dynamic_image"], path)
       c["dynamic_image"] = os.path.abspath(path)
-    clips.append(c)
   if args.save_dynamic_image and "dynamic_image" not in outs[0]:
     warnings.warn(f"--save_dynamic_image: model {predictor.config.model_name!r} "
                   "returns no dynamic image; nothing written.")
-  return {
+  result = {
       "input": os.path.abspath(source), "num_frames": len(frames), "fps": fps,
       "checkpoint": predictor.checkpoint_dir, "step": predictor.step,
       "weights": predictor.item, "selected_step": predictor.selected_step,
@@ -268,8 +369,51 @@ def run(args) -> dict:
       "alignment": face_align.ALIGN_VERSION,
       "input_size": size, "sampled_frames": predictor.num_frames,
       "temporal_sampling": predictor.config.input.temporal_sampling,
-      "clips": clips,
+      "faces": {
+          "detect_every": args.detect_every, "detect_max_side": args.detect_max_side,
+          "detection_frames": len(track.searched),
+          "detected_on": len(track.detections),
+          "frames_with_face": int(track.present.sum()),
+          "max_faces_on_a_frame": max(track.faces_seen.values(), default=0),
+          "choice": ("largest" if args.largest_face else
+                     f"index {args.face_index} from the left"
+                     if args.face_index is not None else "single"),
+      },
+      "timing_s": {k: round(v, 3) for k, v in timing.items()},
+      "clips": rows,
   }
+  thumbs = [(i, aligned[i][0]) for i in order]
+  return result, {"present": track.present, "thumbs": thumbs}
+
+
+def write_outputs(args, result: dict, extra: dict) -> None:
+  """Table + throughput, then the JSON (file or stdout) and the timeline."""
+  text = json.dumps(result, indent=1)
+  info = sys.stdout if args.out else sys.stderr
+  print_table(result, info)
+  print(throughput_line(result["timing_s"], result["num_frames"]), file=info)
+  if args.out:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+    print(f"wrote {args.out}")
+    if args.window is not None:
+      from mer_jax import timeline  # pylint: disable=g-import-not-at-top
+      csv_path, png_path = timeline_paths(args.out)
+      timeline.write_csv(result, csv_path)
+      thumbs = extra["thumbs"]
+      keep = np.unique(np.linspace(0, len(thumbs) - 1, min(8, len(thumbs))).round().astype(int))
+      timeline.plot(result, extra["present"], png_path,
+                    thumbs=[thumbs[k] for k in keep],
+                    title=f"{os.path.basename(result['input'])}: {result['model']}, "
+                    f"{args.window}-frame windows every "
+                    f"{args.stride or max(args.window // 2, 1)} frames")
+      print(f"wrote {csv_path}\nwrote {png_path}")
+  elif args.window is not None:
+    print("note: no --out, so no timeline CSV / PNG (they go next to the JSON)",
+          file=sys.stderr)
+  if not args.out:
+    print(text, flush=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -287,7 +431,7 @@ def main(argv=None) -> int:
     # orbax / absl INFO and WARNING lines are noise for a one-shot prediction.
     absl_logger.setLevel(logging.ERROR)
   try:
-    result = run(args)
+    write_outputs(args, *run(args))
   except Exception as e:  # pylint: disable=broad-except
     if args.debug:
       raise
@@ -302,18 +446,7 @@ def main(argv=None) -> int:
     # main() is also called in-process (tests, notebooks): leave no trace.
     warnings.showwarning, level = saved
     absl_logger.setLevel(level)
-  text = json.dumps(result, indent=1)
-  if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
-    print_table(result, sys.stdout)
-    print(f"wrote {args.out}")
-  else:
-    print_table(result, sys.stderr)
-    print(text, flush=True)
   return 0
-
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -305,7 +305,7 @@ def test_predict_frames_dir_in_natural_order(run_dir, videos, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case,extra,message", [
-    ("blank", (), "frame 0 of .*: no face found"),
+    ("blank", (), "no face in any clip of .*blank.*: clip 0-31: no face on frame 0"),
     ("junk", (), "cannot open video"),
     ("missing", (), "does not exist"),
     ("two", (), "2 faces found .*--largest_face"),
