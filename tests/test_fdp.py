@@ -324,7 +324,8 @@ def test_gradients_reach_rank_scorer_and_decoder_and_train(tiny):
 
 @pytest.mark.parametrize("name,arg", [
     ("fdp_synthetic", None), ("fdp_synthetic", "tiny"),
-    ("fdp_synthetic", "official_width"), ("fdp_samm", None),
+    ("fdp_synthetic", "official_width"), ("fdp_synthetic", "apex_ranking"),
+    ("fdp_samm", None),
     ("fdp_casme2", "3class"), ("fdp_casme_sq", "4class"), ("fdp_casme3", None),
     ("fdp_composite", None)])
 def test_configs_instantiate(name, arg):
@@ -348,8 +349,8 @@ def test_configs_instantiate(name, arg):
   if arg == "official_width":  # the count the docstrings give
     n = sum(p.size for p in jax.tree.leaves(variables["params"]["frame_rep"]))
     assert n == 26_064_288, n
-  # The paper's setting: no key frames unless a config asks.
-  assert not config.aux_loss.get("rank_use_apex", False)
+  # The paper's setting: no key frames unless a config (by name) asks.
+  assert config.aux_loss.get("rank_use_apex", False) == (arg == "apex_ranking")
   batch = {"dynamic_image": jnp.zeros((2, i.size, i.size)), "mask": jnp.ones(2),
            "apex_index": jnp.array([i.num_frames // 2, -1], jnp.int32)}
   terms = jax.eval_shape(lambda a: fdp.aux_losses(a, batch, **config.aux_loss),
