@@ -355,6 +355,7 @@ def make_casme3(root: str) -> Expected:
   As released: the sheet in part_A/annotation/, EVERY cell text ('116'),
   emotions 'Others' besides 'others', a Filename 'J' (folder 'j'), and the
   v2 rows the authors / tvaranka/meb correct: spNO.214/c offset 3460 (-> 34),
+  spNO.216/d onset 3647 > offset (-> 2647),
   spNO.216/e onset and apex 0 without a 0.jpg (-> 1), spNO.40/e offset 0
   (-> 1845). Two MEs in one Filename; folder case differs from the sheet
   (spNo vs spNO, 'B' vs 'b'); a dropped frame inside a clip (tolerated,
@@ -371,6 +372,7 @@ def make_casme3(root: str) -> Expected:
           ("spNO.3", "d", "1", "2", "3", "4", "IV", "fear"),   # subject folder absent
           ("spNO.14", "J", "1012", "1019", "1038", "14", "VII", "others"),
           ("spNO.214", "c", "5", "5", "3460", "17+4", "VII", "disgust"),
+          ("spNO.216", "d", "3647", "2668", "2694", "38", "VII", "others"),
           ("spNO.216", "e", "0", "0", "25", "14", "VII", "others"),
           ("spNO.40", "e", "1812", "1824", "0", "18", "VII", "others"),
           ("spNO.5", "a", "10", "15", "22", "4", "I", "sad")]   # 10..12 dropped
@@ -387,6 +389,7 @@ def make_casme3(root: str) -> Expected:
   frames("spNO.14", "j", range(1010, 1040))
   frames("spNO.214", "c", range(1, 40))
   frames("spNO.216", "e", range(1, 30))     # no 0.jpg
+  frames("spNO.216", "d", range(2640, 2700))
   frames("spNO.40", "e", range(1810, 1850))
   frames("spNO.5", "a", range(13, 24))      # lost 10, 11, 12
   l7 = ("happy", "disgust", "fear", "anger", "sad", "surprise", "others")
@@ -402,6 +405,7 @@ def make_casme3(root: str) -> Expected:
       c("casme3/spNO.2/c_30", [30, 31, 33], 1, "Others", "4"),
       c("casme3/spNO.14/J_1012", range(1012, 1039), 7, "others", "14"),
       c("casme3/spNO.214/c_5", range(5, 35), 0, "disgust", "17+4"),
+      c("casme3/spNO.216/d_2647", range(2647, 2695), 21, "others", "38"),
       c("casme3/spNO.216/e_1", range(1, 26), 0, "others", "14"),
       c("casme3/spNO.40/e_1812", range(1812, 1846), 12, "others", "18"),
       c("casme3/spNO.5/a_10", range(13, 23), 2, "sad", "4"),
@@ -409,9 +413,9 @@ def make_casme3(root: str) -> Expected:
   return Expected(
       clips=clips,
       splits={"spNO_1": 2, "spNO_2": 2, "spNO_14": 1, "spNO_214": 1,
-              "spNO_216": 1, "spNO_40": 1, "spNO_5": 1},
+              "spNO_216": 2, "spNO_40": 1, "spNO_5": 1},
       skips={"missing folder": 1},
-      notes={ERRATUM: 4, APEX_MISSING: 1, "dropped frames tolerated": 1,
+      notes={ERRATUM: 5, APEX_MISSING: 1, "dropped frames tolerated": 1,
              "frames missing at clip start -> kept the rest": 1})
 
 

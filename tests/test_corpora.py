@@ -477,9 +477,12 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   assert "Traceback" not in err and "\n\n" not in err.strip()
   # Lenient: exit 0, a summary of the skips, the report next to the records.
   rc = main(["--dataset", "casme2", "--manual_dir", str(manual), "--data_dir",
-             data, "--config", "3class_112", "--alignment", "none"])
+             data, "--config", "3class_112", "--alignment", "none",
+             "--annotation", "CASME2-coding-20140508.xlsx"])
   out = capsys.readouterr().out
   assert rc == 0, out
+  assert "annotation: CASME2-coding-20140508.xlsx (sha256 " in out
+  assert "excluded: " in out and "not in the official list" in out
   assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
   report = os.path.join(data, "casme2", "3class_112", str(casme2.Builder.VERSION),
                         corpus.REPORT_FILE)
