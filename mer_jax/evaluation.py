@@ -75,6 +75,38 @@ def summarize_folds(folds: Sequence[dict[str, Any]],
   return out
 
 
+def per_dataset(folds: Sequence[dict[str, Any]],
+                num_classes: int) -> dict[str, dict[str, Any]]:
+  """Scores of each dataset of a composite run, pooled over all folds.
+
+  MEGC 2019 reports UF1/UAR on the composite and on each of its datasets
+  (SMIC-HS, CASME II, SAMM) under the one composite LOSO run. A clip's
+  dataset is the first part of its `sample_id` (`casme2/sub01/EP02_01f`).
+
+  Args:
+    folds: one dict per fold with `sample_ids`, `labels` and `preds`.
+    num_classes: classes in the protocol.
+
+  Returns:
+    `{dataset: {"uf1", "uar", "accuracy", "n", "subjects", "confusion"}}`
+    in order of first appearance.
+  """
+  by: dict[str, tuple[list[int], list[int], set[str]]] = {}
+  for f in folds:
+    for sid, y, p in zip(f["sample_ids"], f["labels"], f["preds"]):
+      name = str(sid).split("/", 1)[0]
+      labels, preds, subjects = by.setdefault(name, ([], [], set()))
+      labels.append(int(y))
+      preds.append(int(p))
+      subjects.add(str(sid).rsplit("/", 1)[0])
+  out = {}
+  for name, (labels, preds, subjects) in by.items():
+    cm = confusion_matrix(labels, preds, num_classes)
+    out[name] = {**scores_from_confusion(cm), "subjects": len(subjects),
+                 "confusion": cm.tolist()}
+  return out
+
+
 def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
                    title: str) -> None:
   """Writes a row-normalised confusion matrix with counts as a PNG."""

@@ -755,6 +755,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    for pf, r in zip(summary["per_fold"], fold_results)],
       "confusion": summary["confusion"],
   }
+  if len(corpus.names) > 1:
+    # A composite (MEGC 2019): each dataset's scores as well as the pooled ones.
+    results["per_dataset"] = evaluation.per_dataset(fold_results, num_classes)
   if jax.process_index() == 0:
     checkpoints.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     checkpoints.write_json(os.path.join(workdir, "results.json"), results)
@@ -814,4 +817,15 @@ def print_summary(results: dict[str, Any], seconds: float) -> None:
                f"{results['protocol']:<10} {results['selection']:<10} "
                f"{len(results['per_fold']):>5} {results['n']:>5} {results['uf1']:>6.3f} "
                f"{results['uar']:>6.3f} {results['accuracy']:>6.3f} {seconds:>6.0f}s")
+  if results.get("per_dataset"):
+    lines.append("")
+    lines.append(f"{'per dataset (pooled over folds)':<32} {'subj':>5} {'n':>5} "
+                 f"{'UF1':>6} {'UAR':>6} {'acc':>6}")
+    rows = list(results["per_dataset"].items())
+    rows.append(("overall", {"subjects": len(results["per_fold"]), "n": results["n"],
+                             "uf1": results["uf1"], "uar": results["uar"],
+                             "accuracy": results["accuracy"]}))
+    for name, d in rows:
+      lines.append(f"{name:<32} {d['subjects']:>5} {d['n']:>5} {d['uf1']:>6.3f} "
+                   f"{d['uar']:>6.3f} {d['accuracy']:>6.3f}")
   print("\n".join(lines), flush=True)

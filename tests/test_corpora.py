@@ -77,8 +77,9 @@ def corpora(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
 def test_builder_records(name, corpora, tmp_path, caplog):
-  manual, exp = corpora[name]
+  manual, exp_all = corpora[name]
   for protocol in PROTOCOLS[name]:
+    exp = exp_all.for_protocol(protocol)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="tfds_builders"):
       b = build(name, manual, tmp_path / protocol, protocol)
@@ -91,6 +92,9 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert {r: b.skips.count(r) for r in exp.skips} == exp.skips
     assert b.skips.total == sum(exp.skips.values())
     assert {n: b.skips.noted(n) for n in exp.notes} == exp.notes
+    # Exclusions are counted apart from defects (strict never stops on them).
+    assert {w: b.skips.exclusions(w) for w in exp.excluded} == exp.excluded
+    assert b.skips.excluded_total == sum(exp.excluded.values())
     # ... and logged, with a summary.
     text = caplog.text
     assert f"skipped {b.skips.total} clips" in text
@@ -103,6 +107,16 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert report["dataset"] == f"{name}/{b.builder_config.name}"
     assert {r: len(v) for r, v in report["skipped"].items()} == exp.skips
     assert {r: len(v) for r, v in report["repaired"].items()} == exp.notes
+    assert {r: len(v) for r, v in report["excluded"].items()} == exp.excluded
+    assert report["defects_total"] == sum(exp.skips.values())
+    # Each applied erratum names sample, field, both values and its source.
+    for e in report["repaired"].get(corpus.ERRATUM, []):
+      assert {"sample", "field", "released", "corrected", "source"} <= set(e)
+    # The annotation file read, and its sha256, in the report and metadata.
+    if name not in ("smic", "ck_plus"):
+      ann = report["annotation"]
+      assert ann["sha256"] == corpus.sha256_file(os.path.join(str(manual), ann["file"]))
+      assert b.info.metadata["annotation_sha256"] == ann["sha256"]
     assert all(e["clip"] for v in report["skipped"].values() for e in v)
     assert report["per_split"] == exp.splits
     per_class = {n: 0 for n in list(names) + ["-1"]}
@@ -176,7 +190,8 @@ def test_smic_vis_camera(corpora, tmp_path):
   manual, _ = corpora["smic"]
   b = build("smic", manual, tmp_path, "3class", variant="VIS")
   recs = read_all(b)
-  assert len(recs) == 4
+  # VIS is not in the MEGC 2019 composite: no list, s2_ne_01 is written.
+  assert len(recs) == 5 and "smic/s2/s2_ne_01" in recs
   assert all(r["fps"] == 25 for r in recs.values())
 
 
@@ -184,7 +199,7 @@ def test_casme2_cropped_release_centre_crop_fallback(tmp_path):
   """The Cropped release (reg_imgN.jpg): faceless frames fall back to a centre crop."""
   if importlib.util.find_spec("face_recognition_models") is None:
     pytest.skip("needs face_recognition_models (pip install 'mer-jax[faces]')")
-  exp = cf.make_casme2(str(tmp_path / "m"), cropped=True)
+  exp = cf.make_casme2(str(tmp_path / "m"), cropped=True).for_protocol("5class")
   b = build("casme2", tmp_path / "m", tmp_path / "d", "5class",
             alignment="dlib_or_center", variant="cropped")
   assert len(read_all(b)) == len(exp.clips)
@@ -223,7 +238,8 @@ def test_manual_dir_errors_name_layout_and_source():
       casme_sq: ("rawpic/s15/15_0101disgustingteeth/img1.jpg",
                  "CAS(ME)^2code_final.xlsx", "Institute of Psychology"),
       casme3: ("part_A/spNO.1/a/color/1.jpg",
-               "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", "Institute of Psychology"),
+               "part_A/annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+               "Institute of Psychology"),
       ck_plus: ("cohn-kanade-images/S005/001/S005_001_00000001.png",
                 "Emotion/S005/001/S005_001_00000011_emotion.txt",
                 "University of Pittsburgh"),
@@ -382,6 +398,7 @@ def test_stand_in_apex_reaches_the_pipeline_as_unknown(corpora, tmp_path):
   from ml_collections import ConfigDict  # pylint: disable=g-import-not-at-top
   from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   manual, exp = corpora["casme2"]
+  exp = exp.for_protocol("5class")
   b = build("casme2", manual, tmp_path, "5class")
   srcs = [sources.EncodedSource(b, split) for split in sorted(b.info.splits)]
   clips = [sources.Clip(s, i, "", 0, srcs[s][i]["sample_id"].decode())
@@ -444,6 +461,7 @@ def _cli():
 def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   main = _cli()
   manual, exp = corpora["casme2"]
+  exp = exp.for_protocol("3class")
   data = str(tmp_path / "d")
   # Missing manual_dir: exit 2, the layout, no traceback.
   rc = main(["--dataset", "casme2", "--manual_dir", str(tmp_path / "nope"),
@@ -459,9 +477,12 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   assert "Traceback" not in err and "\n\n" not in err.strip()
   # Lenient: exit 0, a summary of the skips, the report next to the records.
   rc = main(["--dataset", "casme2", "--manual_dir", str(manual), "--data_dir",
-             data, "--config", "3class_112", "--alignment", "none"])
+             data, "--config", "3class_112", "--alignment", "none",
+             "--annotation", "CASME2-coding-20140508.xlsx"])
   out = capsys.readouterr().out
   assert rc == 0, out
+  assert "annotation: CASME2-coding-20140508.xlsx (sha256 " in out
+  assert "excluded: " in out and "not in the official list" in out
   assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
   report = os.path.join(data, "casme2", "3class_112", str(casme2.Builder.VERSION),
                         corpus.REPORT_FILE)
@@ -473,3 +494,112 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   # Unknown builder: exit 2.
   rc = main(["--dataset", "casme9", "--data_dir", data])
   assert rc == 2 and "Unknown dataset builder" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------
+# Real releases: the MEGC 2019 composite list, errata, versions, nested unpacks.
+
+
+class _DL:
+  def __init__(self, manual):
+    self._manual_dir = str(manual)
+
+
+def test_megc2019_composite_is_the_official_list(tmp_path):
+  """smic + casme2 + samm `3class` = 442 clips of 68 subjects, class by class.
+
+  The fixtures have each corpus' released emotion distribution (CASME II
+  with fear / sadness / others, SAMM with 'Other'); the per-corpus mappings
+  and the shipped list give the official composite, under --strict (the
+  fixtures hold errata and exclusions only, no defect). Planned and
+  frame-checked, not encoded.
+  """
+  manuals = cf.make_megc2019(str(tmp_path))
+  want = {"smic": (164, (70, 51, 43), 16), "casme2": (145, (88, 32, 25), 24),
+          "samm": (133, (92, 26, 15), 28)}
+  total, subjects = 0, set()
+  for name, (n, per_class, n_subj) in want.items():
+    cfg = corpus.CorpusConfig(protocol="3class", size=SIZE, alignment="none")
+    b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
+                     file_format="array_record", strict=True)
+    b._split_generators(_DL(manuals[name]))   # pylint: disable=protected-access
+    plans = [p for ps in b.planned.values() for p in ps]
+    counts = tuple(sum(p.label == k for p in plans) for k in range(3))
+    assert (len(plans), counts, len(b.planned)) == (n, per_class, n_subj), name
+    assert b.skips.total == 0, b.skips.summary()
+    # The per-corpus mapping agrees with every label of the list.
+    assert b.skips.noted("label from the official list") == 0
+    total += len(plans)
+    subjects |= set(b.planned)
+    if name == "casme2":
+      # The mapping keeps these two disgust clips; the list does not.
+      excluded = b.skips.details["excluded"]
+      assert {e["clip"] for e in excluded[corpus.NOT_IN_LIST]} == {
+          "sub04/EP12_01f", "sub24/EP02_07"}
+      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 2 + 7 + 99
+      assert b.skips.noted(corpus.OFFSET_CUT) == 1   # sub16/EP01_08
+    if name == "samm":
+      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 26   # 'Other'
+      fixed = b.skips.details["repaired"][corpus.ERRATUM]
+      assert sorted((e["sample"], e["corrected"]) for e in fixed) == [
+          ("row 140", 1105), ("row 147", 4945), ("row 148", 5130)]
+    if name == "smic":
+      assert b.skips.excluded_total == 3   # non_micro folders
+  assert total == 442 and len(subjects) == 68
+
+
+def test_annotation_versions_are_never_guessed(corpora, tmp_path):
+  """Two coding sheets side by side: an error naming both, unless one is chosen."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  manual = tmp_path / "m"
+  shutil.copytree(corpora["casme2"][0], manual)
+  shutil.copy(manual / "CASME2-coding-20140508.xlsx",
+              manual / "CASME2-coding-20190701.xlsx")
+  with pytest.raises(corpus.ManualDirError) as e:
+    build("casme2", manual, tmp_path / "d1", "5class")
+  assert "20140508" in str(e.value) and "20190701" in str(e.value)
+  assert "--annotation" in str(e.value)
+  cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
+  b = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d2"),
+                   file_format="array_record",
+                   annotation="CASME2-coding-20190701.xlsx")
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  assert b.report["annotation"]["file"] == "CASME2-coding-20190701.xlsx"
+  assert b.info.metadata["annotation_file"] == "CASME2-coding-20190701.xlsx"
+  with pytest.raises(corpus.ManualDirError, match="not found"):
+    b2 = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d3"),
+                      file_format="array_record", annotation="nope.xlsx")
+    b2.download_and_prepare(
+        file_format="array_record",
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+
+
+def test_strict_passes_on_exclusions_only(corpora, tmp_path):
+  """CK+'s unlabelled sequences are exclusions: a strict build passes."""
+  manual, exp = corpora["ck_plus"]
+  cfg = corpus.CorpusConfig(protocol="7class", size=SIZE, alignment="none")
+  b = tfds.builder("ck_plus", config=cfg, data_dir=str(tmp_path),
+                   file_format="array_record", strict=True)
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  assert b.report["excluded"]["no emotion label"][0]["clip"] == "S005/002"
+  assert b.report["defects_total"] == 0
+  assert len(read_all(b)) == len(exp.clips)
+
+
+def test_nested_lookup_and_offset_cut(tmp_path):
+  """find_nested goes one level down; cut_offset cuts only past the last file."""
+  (tmp_path / "Emotion_labels" / "Emotion" / "S005").mkdir(parents=True)
+  (tmp_path / "rel" / "SAMM" / "006").mkdir(parents=True)
+  assert corpus.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
+      os.path.join("Emotion_labels", "Emotion"))
+  assert corpus.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
+  files = [f"img{n}.jpg" for n in range(5, 10)]
+  log = corpus.SkipLog("x")
+  assert corpus.cut_offset(files, 5, 12, "a", log) == 9
+  assert corpus.cut_offset(files, 5, 8, "b", log) == 8
+  assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
+  assert log.noted(corpus.OFFSET_CUT) == 1

@@ -174,19 +174,29 @@ def test_single_subject_corpus_is_a_clear_error(built, tmp_path):
     train.train_and_evaluate(c, str(tmp_path))
 
 
-def test_megc2019_composite_loso_over_all_corpora(built, tmp_path):
+def test_megc2019_composite_loso_over_all_corpora(built, tmp_path, capsys):
   from mer_jax import train  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = sources.load_corpus(list(MEGC2019), built, auto_build=False,
                           show_progress=False)
   assert c.class_names == corpus.MEGC_3CLASS_NAMES
   # Subjects are namespaced: one LOSO fold per subject of every corpus
-  # (casme2 sub03 and samm clips labelled -1 are outside the protocol).
-  assert c.subjects == sorted(["casme2/sub01", "casme2/sub02", "samm/006",
-                               "samm/007", "smic/s1", "smic/s2", "smic/s3"])
+  # (clips outside the MEGC 2019 list or protocol were never written).
+  assert c.subjects == sorted(["casme2/sub01", "casme2/sub02", "casme2/sub16",
+                               "samm/006", "samm/007", "samm/011",
+                               "smic/s1", "smic/s2", "smic/s3"])
+  assert c.excluded == 0
   results = train.train_and_evaluate(_tiny(MEGC2019, built, "smic/s2"),
                                      str(tmp_path))
   _check(results, str(tmp_path), corpus.MEGC_3CLASS_NAMES, "smic/s2")
+  # MEGC reports each dataset as well as the composite: results.json and
+  # the printed table carry both (here one fold: smic's s2 only).
+  with open(os.path.join(str(tmp_path), "results.json")) as f:
+    per = json.load(f)["per_dataset"]
+  assert list(per) == ["smic"] and per["smic"]["n"] == results["n"]
+  assert per["smic"]["uf1"] == pytest.approx(results["uf1"])
+  out = capsys.readouterr().out
+  assert "per dataset" in out and "overall" in out
 
 
 def test_fdp_composite_config_on_built_corpora(built, tmp_path):

@@ -75,3 +75,25 @@ def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
     assert matplotlib.get_backend() == "svg"
   finally:
     matplotlib.use(before)
+
+
+def test_per_dataset_scores_of_a_composite():
+  """Each dataset pooled over folds; the datasets together give the overall n."""
+  folds = [
+      {"subject": "smic/s1", "sample_ids": ["smic/s1/a", "smic/s1/b"],
+       "labels": [0, 1], "preds": [0, 1]},
+      {"subject": "casme2/sub01", "sample_ids": ["casme2/sub01/x", "casme2/sub01/y",
+                                                 "casme2/sub01/z"],
+       "labels": [0, 1, 2], "preds": [1, 1, 2]},
+      {"subject": "casme2/sub02", "sample_ids": ["casme2/sub02/w"],
+       "labels": [0], "preds": [0]},
+  ]
+  per = evaluation.per_dataset(folds, 3)
+  assert list(per) == ["smic", "casme2"]
+  assert per["smic"]["uf1"] == 1.0 and per["smic"]["subjects"] == 1
+  c = per["casme2"]
+  assert c["n"] == 4 and c["subjects"] == 2
+  # casme2 pooled: class 0 recall 1/2, class 1 1/1, class 2 1/1.
+  assert c["uar"] == pytest.approx((0.5 + 1 + 1) / 3)
+  assert c["uf1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+  assert sum(d["n"] for d in per.values()) == 6

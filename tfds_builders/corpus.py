@@ -1052,6 +1052,7 @@ class CorpusBuilderMixin:
       if n in names:
         raise ValueError(f"Subjects {names[n]!r} and {subj!r} share split {n!r}")
       names[n] = subj
+    self.planned = by_subject   # subject -> ClipPlans, for reports and tests
     self._splits_left = len(by_subject)
     self._written: collections.Counter = collections.Counter()
     self._per_split: dict[str, int] = {}

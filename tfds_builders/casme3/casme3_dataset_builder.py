@@ -95,7 +95,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   def _frame_root(self, manual: str) -> str | None:
     """The folder holding spNO.* subject folders, as the release unpacks."""
     def has_subjects(d):
-      return d is not None and any(e.lower().startswith("spno")
+      return d is not None and os.path.isdir(d) and any(e.lower().startswith("spno")
                                    for e in os.listdir(d))
     part_a = corpus.find_nested(manual, "part_A", kind="dir")
     candidates = [part_a]
