@@ -1,14 +1,22 @@
-"""CAS(ME)^3 part A (Li et al., IEEE TPAMI 2022): 860 micro-expressions, 100 subjects, 30 fps.
+"""CAS(ME)^3 part A (Li et al., IEEE TPAMI 2022): 860 micro-expressions, 94 subjects in the v2 sheet, 30 fps.
 
 Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
 
-`cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx` (sheet 'label', else the first)
-has Subject ('spNO.1'), Filename ('a'), Onset, Apex, Offset (JPEG indices:
-`part_A/spNO.1/a/color/<index>.jpg`), AU, Objective class, emotion. One
-Filename holds several micro-expressions, so the clip id is
-'<Filename>_<Onset>'. Folder case differs from the sheet ('spNo.1'): matched
-ignoring case. The release has dropped frames: up to `MAX_MISSING` missing
-frames inside onset..offset are tolerated (noted), more -> skip.
+`cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx` (the release keeps it in
+`part_A/annotation/`; sheet 'label', else the first; EVERY cell is text)
+has Subject ('spNO.1'), Filename ('a'; one is 'J'), Onset, Apex, Offset
+(JPEG indices: `part_A/spNO.1/a/color/<index>.jpg`), AU, Objective class,
+emotion ('Others' as well as 'others'). One Filename holds several
+micro-expressions, so the clip id is '<Filename>_<Onset>'. Folder case
+differs from the sheet ('spNo.1', 'j'): matched ignoring case.
+
+Release faults handled: the `ERRATA` table (apex < onset, offset 3460,
+onset > offset, onset 0 without a 0.jpg, offset 0), each applied fix listed
+under `repaired`; frames dropped at a clip's start (about 10 % of clips):
+the clip keeps the frames that exist when at least `MIN_FRAMES` remain;
+up to `MAX_MISSING` frames dropped inside onset..offset are tolerated
+(noted), more -> skip. Checked against the real v2 sheet (with every frame
+assumed on disk): 860 clips, 94 subjects, unique ids, 7 errata, no defect.
 """
 
 from __future__ import annotations
@@ -69,6 +77,8 @@ PROTOCOLS = {
                {"happiness": "happy", "sadness": "sad", "other": "others"}),
     "4class": (("negative", "positive", "surprise", "others"),
                dict(corpus.MEGC_3CLASS, others="others", other="others")),
+    # 4-/3-class as in Li et al. (TPAMI 2022, CAS(ME)^3 baselines): anger,
+    # disgust, fear, sad -> negative; happy -> positive; no official list.
     "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
 }
 

@@ -45,7 +45,9 @@ Only rows whose expression type is 'micro-expression' are written.
 """
 
 PROTOCOLS = {
-    # CAS(ME)^2 codes the emotion as negative / positive / surprise / others.
+    # CAS(ME)^2 codes the emotion as negative / positive / surprise / others
+    # itself (Qu et al. 2018, the code sheet's emotion column); it is not in
+    # the MEGC 2019 composite, so no official list restricts it.
     "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
     "4class": (("negative", "positive", "surprise", "others"),
                dict(corpus.MEGC_3CLASS, others="others", other="others")),

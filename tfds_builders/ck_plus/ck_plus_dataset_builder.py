@@ -53,6 +53,9 @@ PROTOCOLS = {
     "7class": (tuple(CODES.values()), None),
     # Contempt (18 sequences) is often left out.
     "6class": (("anger", "disgust", "fear", "happy", "sadness", "surprise"), None),
+    # Macro-expressions folded as the MEGC 2019 SAMM rule folds micro ones
+    # (every negative emotion -> negative), for MA2MI pretraining; CK+ is
+    # not in the composite and has no official 3-class list.
     "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
 }
 
