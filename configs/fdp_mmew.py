@@ -6,7 +6,8 @@ r"""FDP (paper architecture, `mer_jax/models/fdp.py`) on MMEW micro-expressions,
 
 Datasets: `mmew/7class_112` (happiness, surprise, anger, disgust, fear,
 sadness, others: the sheet's classes); `:6class` leaves 'others' out (the
-class set of HTNet's MMEW_Micro_Exp_delete_others.csv). MMEW has no agreed
+class set of HTNet's MMEW_Micro_Exp_delete_others.csv); `:3class` =
+negative / positive / surprise (the MEGC folding). MMEW has no agreed
 protocol (MA2MI_NOTES.md: papers use 4, 6 or 7 classes). One LOSO fold per
 subject of the sheet (S01..S30).
 
@@ -21,6 +22,6 @@ from configs import common
 
 
 def get_config(arg=None):
-  protocol, tiny = common.parse_arg(arg, ("7class", "6class"))
+  protocol, tiny = common.parse_arg(arg, ("7class", "6class", "3class"))
   return common.fdp_real_corpus((f"mmew/{protocol}_112",), num_steps=500,
                                 tiny=tiny)

@@ -29,6 +29,8 @@ import corpus_fixtures as cf
 
 MMEW_7 = ("happiness", "surprise", "anger", "disgust", "fear", "sadness", "others")
 MMEW_6 = MMEW_7[:6]
+MMEW_3 = {"anger": 0, "disgust": 0, "fear": 0, "sadness": 0, "happiness": 1,
+          "surprise": 2}
 
 
 def _thumbs(folder: str) -> None:
@@ -67,7 +69,8 @@ def make_mmew(root: str, subject_level: bool = False, defects: bool = False,
     annotated = isinstance(ap, int) and on <= ap <= last
     apex = nums.index(ap) if annotated else (len(nums) - 1) // 2
     labels = {"7class": MMEW_7.index(emotion),
-              "6class": MMEW_6.index(emotion) if emotion in MMEW_6 else -1}
+              "6class": MMEW_6.index(emotion) if emotion in MMEW_6 else -1,
+              "3class": MMEW_3.get(emotion, -1)}
     clips[f"mmew/{subj}/{name}"] = cf.Clip(f"mmew/{subj}/{name}", nums, apex,
                                           emotion, labels, au,
                                           apex_annotated=annotated)

@@ -18,8 +18,9 @@ features, so the input pipeline and trainer never depend on the corpus:
 `apex_annotated` is False where a builder had to fill the apex in: an
 annotation row without a usable apex ("apex missing -> middle" in
 `build_report.json`; CASME II, SAMM, CAS(ME)^2, CAS(ME)^3) and every SMIC
-clip (the corpus has no apex). It is True for annotated apexes, for CK+ (a
-sequence ends at its coded peak frame, which is its apex) and for
+clip (the corpus has no apex). It is True for annotated apexes, for CK+ and
+Oulu-CASIA (a sequence ends at its peak frame, which is its apex), for
+MMEW's macro images (one frame, the expression itself) and for
 synthetic_me (the generated peak). Readers treat a record WITHOUT the field
 (builds made before it existed, builder versions 1.0.0) as annotated, as
 before; the input pipeline turns a False into `apex_index = -1`.

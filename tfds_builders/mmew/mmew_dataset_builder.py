@@ -2,7 +2,7 @@
 
 Licensed: read from `manual_dir`, see `MANUAL_DOWNLOAD_INSTRUCTIONS`.
 
-Micro-expressions (configs `7class_*`, `6class_*`): `MMEW_Micro_Exp.xlsx`
+Micro-expressions (configs `7class_*`, `6class_*`, `3class_*`): `MMEW_Micro_Exp.xlsx`
 has Subject (an int, 1 -> 'S01'), Filename ('S01-01-001' =
 PersonIndex-EmotionIndex-SampleIndex), OnsetFrame, ApexFrame, OffsetFrame,
 Action Units, Estimated Emotion, remarks. Each clip folder holds the sample
@@ -83,6 +83,10 @@ PROTOCOLS = {
     # The six basic emotions, 'others' outside the protocol (label -1): the
     # class set of HTNet's MMEW_Micro_Exp_delete_others.csv.
     "6class": (BASIC, None),
+    # negative (anger, disgust, fear, sadness) / positive / surprise, others
+    # outside: the MEGC 2019 folding, as this repository applies it to the
+    # corpora outside the official composite (no official MMEW list exists).
+    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
     # The macro-expression images (six basic emotions, from the folders).
     MACRO: (BASIC, None),
 }
