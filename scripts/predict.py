@@ -272,6 +272,26 @@ def run(args) -> dict:
   }
 
 
+def check_outputs_and_inputs(args) -> None:
+  """Checks made before any model is loaded or any frame read."""
+  if args.video and args.video.lower().endswith(IMAGE_EXTS):
+    raise InputError(f"--video {args.video} is an image; for a clip stored as "
+                     "image files, put them in one folder and pass it with "
+                     "--frames_dir")
+  for flag, path in (("--out", args.out), ("--save_dynamic_image",
+                                           args.save_dynamic_image)):
+    if not path:
+      continue
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+      raise InputError(f"{flag} {path} is a folder; give a file name")
+    if not os.path.isdir(folder):
+      raise InputError(f"{flag} {path}: the folder {folder} does not exist; "
+                       "create it or choose another path")
+    if not os.access(folder, os.W_OK):
+      raise InputError(f"{flag} {path}: the folder {folder} is not writable")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
   del category, filename, lineno, line
   print(f"warning: {message}", file=file or sys.stderr, flush=True)
@@ -287,6 +307,7 @@ def main(argv=None) -> int:
     # orbax / absl INFO and WARNING lines are noise for a one-shot prediction.
     absl_logger.setLevel(logging.ERROR)
   try:
+    check_outputs_and_inputs(args)
     result = run(args)
   except Exception as e:  # pylint: disable=broad-except
     if args.debug:
@@ -304,9 +325,12 @@ def main(argv=None) -> int:
     absl_logger.setLevel(level)
   text = json.dumps(result, indent=1)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+    try:
+      with open(args.out, "w") as f:
+        f.write(text + "\n")
+    except OSError as e:
+      print(f"error: cannot write --out {args.out}: {e.strerror}", file=sys.stderr)
+      return 2
     print_table(result, sys.stdout)
     print(f"wrote {args.out}")
   else:
