@@ -171,8 +171,8 @@ def _check_range(config, key: str, kind: str, lo=None, hi=None,
         f"config.{key}={v!r}: allowed {' | '.join(map(repr, choices))}")
   ok_type = (isinstance(v, int) and not isinstance(v, bool)) if kind == "int" \
       else _is_number(v)
-  where = (f"[{lo}, {hi}]" if hi is not None else f">= {lo}" if lo is not None
-           else "any")
+  where = (f"[{lo}, {hi}]" if hi is not None else "> 0" if lo == _POSITIVE
+           else f">= {lo}" if lo is not None else "any")
   if not ok_type:
     return f"config.{key}={v!r}: allowed an {kind} {where}"
   # NaN passes on purpose: a NaN learning rate is a trainer test (stops at
@@ -181,6 +181,8 @@ def _check_range(config, key: str, kind: str, lo=None, hi=None,
     return f"config.{key}={v!r}: allowed range {where}"
   return None
 
+
+_POSITIVE = 1e-30  # a lower bound meaning "> 0"
 
 # key -> (kind, lo, hi[, choices]); every value outside cannot work.
 _RANGES = {
@@ -191,7 +193,7 @@ _RANGES = {
     "input.num_frames": ("int", 1),
     "input.size": ("int", 8),
     "input.channels": ("choice", None, None, (1, 3)),
-    "input.std": ("float", 1e-12),
+    "input.std": ("float", _POSITIVE),
     "input.batch_size": ("int", 1),
     "input.eval_batch_size": ("int", 1),
     "input.read_threads": ("int", 0),
@@ -204,7 +206,7 @@ _RANGES = {
     "input.augment.brightness": ("float", 0.0, 1.0),
     "input.augment.contrast": ("float", 0.0, 1.0),
     "schedule.name": ("choice", None, None, ("constant", "warmup_cosine")),
-    "schedule.lr": ("float", 1e-30),
+    "schedule.lr": ("float", _POSITIVE),
     "schedule.warmup_steps": ("int", 0),
     "optimizer.grad_clip_norm": ("float", 0.0),
     "optimizer.coupled_weight_decay": ("float", 0.0),

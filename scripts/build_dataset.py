@@ -290,7 +290,7 @@ def _build_error(e, name, args, corpus) -> int | None:
   if args.debug:
     return None
   msg = str(e)
-    if isinstance(e, ValueError) and "manual_dir" in msg.lower():
+  if isinstance(e, ValueError) and "manual_dir" in msg.lower():
     print(f"error building {name}: {msg}", file=sys.stderr)
     return 2
   if isinstance(e, OSError):
