@@ -143,9 +143,11 @@ def check_identity(directory: str, identity: Mapping[str, Any], workdir: str,
   elif legacy_config and os.path.isfile(legacy_config):
     old = _read_json(legacy_config)
     old = old.get("config", old)
-    new_cfg = {k: v for k, v in identity.items() if not k.startswith(
-        ("dataset.", "model_code_version"))}
-    diff = differences(config_identity(old), new_cfg)
+    old = config_identity(old)
+    # Keys added to base_config() since that run have their defaults: only
+    # the keys it recorded are compared.
+    new_cfg = {k: v for k, v in identity.items() if k in old}
+    diff = differences(old, new_cfg)
     source = legacy_config
   else:
     return
