@@ -139,7 +139,12 @@ def check_identity(directory: str, identity: Mapping[str, Any], workdir: str,
   source = path
   if os.path.isfile(path):
     old = _read_json(path).get("identity", {})
-    diff = differences(old, identity)
+    # A key added to base_config() after that run, at its default, changes
+    # nothing (defaults keep the old behaviour).
+    from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
+    defaults = config_identity(config_lib.base_config())
+    diff = differences(old, {k: v for k, v in identity.items()
+                             if k in old or k not in defaults or v != defaults[k]})
   elif legacy_config and os.path.isfile(legacy_config):
     old = _read_json(legacy_config)
     old = old.get("config", old)

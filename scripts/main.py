@@ -58,7 +58,9 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     if FLAGS.debug:
       raise
-    sys.exit(_report_error(e))
+    from mer_jax import cli  # pylint: disable=g-import-not-at-top
+    logging.getLogger("main").debug("details", exc_info=True)
+    sys.exit(cli.report_error(e))
 
 
 def _run():
@@ -87,33 +89,6 @@ def _run():
     multihost_utils.sync_global_devices("mer_jax_overwrite")
   from mer_jax import train  # pylint: disable=g-import-not-at-top
   train.run(FLAGS.config, FLAGS.workdir)
-
-
-def _report_error(e: Exception) -> int:
-  """One `error: ...` line (no traceback); 2 = input the user can fix."""
-  import json  # pylint: disable=g-import-not-at-top
-  from mer_jax.data.sources import DatasetError  # pylint: disable=g-import-not-at-top
-  # Only if the trainer ran (importing it here would cost seconds of JAX).
-  checkpoints = sys.modules.get("mer_jax.checkpoints")
-  restore_error = getattr(checkpoints, "CheckpointRestoreError", ())
-  logging.getLogger("main").debug("details", exc_info=True)
-  if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
-    msg = f"{e} ({e.filename})"
-  elif isinstance(e, json.JSONDecodeError):
-    msg = f"a JSON file is damaged: {e}"
-  elif restore_error and isinstance(e, restore_error):
-    msg = (f"{e}\nThe checkpoints are damaged: move the fold's checkpoints/ "
-           "folder away to retrain it, or use another --workdir.")
-  else:
-    msg = str(e)
-  user = (DatasetError, ValueError, FloatingPointError, OSError) + (
-      (restore_error,) if restore_error else ())
-  if isinstance(e, user):
-    print(f"error: {msg}", file=sys.stderr, flush=True)
-    return 2
-  print(f"error: {type(e).__name__}: {msg}\n(run again with --debug for the "
-        "traceback)", file=sys.stderr, flush=True)
-  return 1
 
 
 if __name__ == "__main__":
