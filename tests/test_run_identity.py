@@ -25,7 +25,7 @@ def _config(name, data_dir, **overrides):
   # persistent compile cache serves both.
   c.update_from_flattened_dict({"num_steps": 8, "checkpoint_every": 4,
                                 "progress": False, "protocol.folds": (FOLD,),
-                                **overrides})
+                                "mesh.data": 1, **overrides})
   return c
 
 
@@ -142,7 +142,7 @@ def test_rerun_with_other_model_seed_or_steps_is_refused(one_fold_run, data_dir)
   assert predictor.config.model_name == "baseline3d" and predictor.step == 8
   # Logging cadence, output and device options do not change the identity.
   same = _config("baseline_synthetic", data_dir, log_every=2, checkpoint_every=2,
-                 preview_samples=0, **{"mesh.data": 1})
+                 preview_samples=0, **{"mesh.data": 8})
   assert train.train_and_evaluate(same, workdir)["num_steps"] == 8
 
 
@@ -306,3 +306,26 @@ def test_predict_checks_out_folder_and_image_as_video(one_fold_run, tmp_path,
   err = capsys.readouterr().err
   assert rc == 2 and str(tmp_path / "missing") in err and "does not exist" in err
   assert time.time() - t0 < 5  # before any frame is read or model loaded
+
+
+def test_failed_auto_build_leaves_nothing_that_looks_finished(tmp_path, monkeypatch):
+  """A full disk midway through an auto-build: one DatasetError, no half build."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  from tfds_builders.synthetic_me import synthetic_me_dataset_builder as smb  # pylint: disable=g-import-not-at-top
+  original = smb.Builder._generate_examples
+
+  def generate(self, clips):
+    for i, ex in enumerate(original(self, clips)):
+      if i == 2:
+        raise OSError(errno.ENOSPC, "No space left on device")
+      yield ex
+
+  monkeypatch.setattr(smb.Builder, "_generate_examples", generate)
+  data = str(tmp_path / "tfds")
+  with pytest.raises(sources.DatasetError, match="Free disk space"):
+    sources.load_corpus(["synthetic_me/tiny"], data, show_progress=False)
+  left = [os.path.join(r, n) for r, ds, fs in os.walk(data) for n in ds + fs]
+  assert not [p for p in left if "incomplete" in p or p.endswith(
+      ("dataset_info.json", ".array_record-00000-of-00001"))], left
+  assert not sources.get_builder("synthetic_me/tiny", data).is_prepared()
