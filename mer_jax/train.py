@@ -8,6 +8,10 @@ is chosen by `config.model_name`, the corpus by `config.input.datasets`.
 
 workdir layout:
   results.json, predictions.csv, confusion.png   pooled over folds
+  run.json, folds/<subject>/run.json             the run's identity (what
+                                                 determines its result; see
+                                                 mer_jax/run_identity.py)
+  .lock                                          one writer at a time
   folds/<subject>/result.json                    one finished fold
   folds/<subject>/dynamic_images.png             frames, target and constructed
                                                  dynamic image of a few test
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import os
 import re
