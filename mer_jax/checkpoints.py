@@ -40,6 +40,21 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+class JsonFileError(ValueError):
+  """A JSON file of a run or build is truncated or not JSON; names the file."""
+
+
+def read_json(path: str, remedy: str = "") -> Any:
+  """Reads a JSON file; a damaged one raises `JsonFileError` naming it."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise JsonFileError(
+        f"{path} is damaged (truncated or not JSON: {e})"
+        + (f"; {remedy}" if remedy else "")) from None
+
+
 def _is_manager_dir(path: str) -> bool:
   return any(d.isdigit() and os.path.isdir(os.path.join(path, d))
              for d in os.listdir(path))

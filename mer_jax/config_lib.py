@@ -7,6 +7,8 @@ typos silently, which would silently fall back to defaults).
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 
@@ -124,6 +126,99 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if isinstance(preview, bool) or not isinstance(preview, int) or preview < 0:
     raise ValueError(f"config.preview_samples={preview!r}; use an integer >= 0 "
                      "(0 = no dynamic-image previews).")
+  problems = [p for p in (_check_range(config, key, *rule) for key, rule in
+                          _RANGES.items()) if p]
+  for section in ("model", "aux_loss"):
+    for k, v in _flat(config.get(section) or {}, f"{section}."):
+      if _PROBABILITY.search(k.rsplit(".", 1)[-1]) and _is_number(v) and \
+          not 0.0 <= v <= 1.0:
+        problems.append(f"config.{k}={v!r}: a probability, allowed range [0, 1]")
+  scale = config.input.augment.scale
+  if (not isinstance(scale, (tuple, list)) or len(scale) != 2
+      or not all(_is_number(x) and x > 0 for x in scale) or scale[0] > scale[1]):
+    problems.append(f"config.input.augment.scale={scale!r}: allowed (lo, hi) "
+                    "with 0 < lo <= hi")
+  data = config.mesh.data
+  if data is not None and (not isinstance(data, int) or isinstance(data, bool)
+                           or (data != -1 and data < 1)):
+    problems.append(f"config.mesh.data={data!r}: allowed -1 (all devices) or >= 1")
+  if problems:
+    raise ValueError("Config value(s) that cannot work:\n  " + "\n  ".join(problems))
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _flat(d, prefix):
+  for k, v in d.items():
+    if isinstance(v, (dict, ml_collections.ConfigDict)):
+      yield from _flat(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _check_range(config, key: str, kind: str, lo=None, hi=None,
+                 choices=None) -> str | None:
+  """One problem line for `key`, or None. kind: 'int' | 'float' | 'choice'."""
+  v = config
+  for part in key.split("."):
+    if part not in v:
+      return None
+    v = v[part]
+  if kind == "choice":
+    return None if v in choices else (
+        f"config.{key}={v!r}: allowed {' | '.join(map(repr, choices))}")
+  ok_type = (isinstance(v, int) and not isinstance(v, bool)) if kind == "int" \
+      else _is_number(v)
+  where = (f"[{lo}, {hi}]" if hi is not None else "> 0" if lo == _POSITIVE
+           else f">= {lo}" if lo is not None else "any")
+  if not ok_type:
+    return f"config.{key}={v!r}: allowed an {kind} {where}"
+  # NaN passes on purpose: a NaN learning rate is a trainer test (stops at
+  # the first non-finite loss, naming the step).
+  if (lo is not None and v < lo) or (hi is not None and v > hi):
+    return f"config.{key}={v!r}: allowed range {where}"
+  return None
+
+
+_POSITIVE = 1e-30  # a lower bound meaning "> 0"
+
+# key -> (kind, lo, hi[, choices]); every value outside cannot work.
+_RANGES = {
+    "num_steps": ("int", 1),
+    "log_every": ("int", 1),
+    "checkpoint_every": ("int", 1),
+    "keep_checkpoints": ("int", 1),
+    "input.num_frames": ("int", 1),
+    "input.size": ("int", 8),
+    "input.channels": ("choice", None, None, (1, 3)),
+    "input.std": ("float", _POSITIVE),
+    "input.batch_size": ("int", 1),
+    "input.eval_batch_size": ("int", 1),
+    "input.read_threads": ("int", 0),
+    "input.prefetch": ("int", 0),
+    "input.workers": ("int", 0),
+    "input.temporal_sampling": ("choice", None, None,
+                                ("uniform", "interpolate", "stride")),
+    "input.augment.max_rotate_deg": ("float", 0.0, 180.0),
+    "input.augment.max_shift": ("float", 0.0, 0.5),
+    "input.augment.brightness": ("float", 0.0, 1.0),
+    "input.augment.contrast": ("float", 0.0, 1.0),
+    "schedule.name": ("choice", None, None, ("constant", "warmup_cosine")),
+    "schedule.lr": ("float", _POSITIVE),
+    "schedule.warmup_steps": ("int", 0),
+    "optimizer.grad_clip_norm": ("float", 0.0),
+    "optimizer.coupled_weight_decay": ("float", 0.0),
+    "protocol.val_subjects": ("int", 1),
+    "protocol.eval_every": ("int", 1),
+    "protocol.parallel_folds": ("int", 1),
+    "mesh.fsdp": ("int", 1),
+    "mesh.folds": ("int", 1),
+    "mesh.fsdp_min_size": ("int", 0),
+}
+# Free-form model / aux-loss keys that are probabilities.
+_PROBABILITY = re.compile(r"(^|_)(dropout|drop_path|prob|p)$|dropout")
 
 
 # Sections whose keys are the model's / optimizer's own keyword arguments.

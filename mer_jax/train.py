@@ -8,6 +8,10 @@ is chosen by `config.model_name`, the corpus by `config.input.datasets`.
 
 workdir layout:
   results.json, predictions.csv, confusion.png   pooled over folds
+  run.json, folds/<subject>/run.json             the run's identity (what
+                                                 determines its result; see
+                                                 mer_jax/run_identity.py)
+  .lock                                          one writer at a time
   folds/<subject>/result.json                    one finished fold
   folds/<subject>/dynamic_images.png             frames, target and constructed
                                                  dynamic image of a few test
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -43,6 +46,7 @@ from mer_jax import config_lib
 from mer_jax import evaluation
 from mer_jax import metric_writer
 from mer_jax import models
+from mer_jax import run_identity
 from mer_jax import visualize
 from mer_jax.data import pipeline
 from mer_jax.data import sources
@@ -356,8 +360,8 @@ class Fold:
   def done(self) -> dict[str, Any] | None:
     """The fold's result if it already finished (a resumed run skips it)."""
     if os.path.exists(self.result_path):
-      with open(self.result_path) as f:
-        return json.load(f)
+      return checkpoints.read_json(
+          self.result_path, "delete it to test the fold again from its checkpoints")
     return None
 
   def prepare(self) -> "FoldRun":
@@ -377,14 +381,6 @@ class Fold:
     mngr = ocp.CheckpointManager(
         ckpt_dir, options=ocp.CheckpointManagerOptions(
             max_to_keep=config.keep_checkpoints, create=True))
-    if jax.process_index() == 0:
-      # A checkpoint directory is self-describing: mer_jax.load_model needs
-      # nothing else to rebuild the model and its input pipeline.
-      checkpoints.write_json(os.path.join(ckpt_dir, checkpoints.META_FILE), {
-          "config": config.to_dict(), "class_names": list(self.corpus.class_names),
-          "test_subject": self.subject, "train_subjects": sorted(
-              {c.subject for c in self.train_clips}),
-          "selection": config.protocol.selection})
     items = {"state": ocp.args.StandardRestore(state)}
     if best is not None:
       items["best"] = ocp.args.StandardRestore(best)
@@ -399,6 +395,16 @@ class Fold:
       state = restored["state"]
       best = restored.get("best") if best is not None else None
       log.info("fold %s: resumed from step %d", self.subject, start)
+    if jax.process_index() == 0:
+      # A checkpoint directory is self-describing: mer_jax.load_model needs
+      # nothing else to rebuild the model and its input pipeline. Written only
+      # after the restore succeeded (atomically), so a failed run never
+      # relabels good checkpoints.
+      checkpoints.write_json(os.path.join(ckpt_dir, checkpoints.META_FILE), {
+          "config": config.to_dict(), "class_names": list(self.corpus.class_names),
+          "test_subject": self.subject, "train_subjects": sorted(
+              {c.subject for c in self.train_clips}),
+          "selection": config.protocol.selection})
     writer = metric_writer.SummaryWriter(self.tb_dir)
     if start:
       writer.restart(start + 1)  # drop what a killed run logged past `start`
@@ -438,18 +444,22 @@ class Fold:
                desc=f"fold {self.index + 1}/{num_folds} {self.subject}",
                disable=not config.progress or jax.process_index() != 0,
                dynamic_ncols=True)
-    for step in bar:
-      batch = self.sharder.put_batch(next(batches), process_local=True)
-      state, metrics = self.train_step(state, batch, run.step_rng)
-      pending.append((step + 1, metrics))
-      done = step + 1
-      if done % config.log_every == 0 or done == config.num_steps:
-        last = self.log_metrics(
-            [(s, m) for (s, _), m in zip(pending, jax.device_get(
-                [m for _, m in pending]))], run.writer, schedule)
-        pending = []
-        bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
-      self.after_step(run, state, done)
+    try:
+      for step in bar:
+        batch = self.sharder.put_batch(next(batches), process_local=True)
+        state, metrics = self.train_step(state, batch, run.step_rng)
+        pending.append((step + 1, metrics))
+        done = step + 1
+        if done % config.log_every == 0 or done == config.num_steps:
+          last = self.log_metrics(
+              [(s, m) for (s, _), m in zip(pending, jax.device_get(
+                  [m for _, m in pending]))], run.writer, schedule)
+          pending = []
+          bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
+        self.after_step(run, state, done)
+    except BaseException:
+      _close_quietly([run])
+      raise
     return self.finish(run, state)
 
   def finish(self, run: "FoldRun", state) -> dict[str, Any]:
@@ -541,6 +551,24 @@ class Fold:
     return best
 
 
+def _close_quietly(runs) -> None:
+  """On a stop (NaN, Ctrl-C, full disk): let in-flight async saves end, quietly.
+
+  Without this the interpreter exits while orbax's save threads still run,
+  and each prints its traceback after the one-line error.
+  """
+  for r in runs:
+    try:
+      r.mngr.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      log.debug("checkpoint save interrupted", exc_info=True)
+    try:
+      r.mngr.close()
+      r.writer.close()
+    except Exception:  # pylint: disable=broad-except
+      log.debug("closing after a stop", exc_info=True)
+
+
 @dataclasses.dataclass
 class FoldRun:
   """Mutable training context of one fold."""
@@ -597,26 +625,30 @@ def run_fold_group(folds: list[Fold], num_folds: int, vstep, state_sharding,
   def fold_state(k):
     return jax.device_put(jax.tree.map(lambda x: x[k], stacked), state_sharding)
 
-  for step in bar:
-    host_batches = [next(it) for it in iters]
-    batch = sharder.put_batch(_stack_host(host_batches + host_batches[-1:] * pad),
-                              stacked=True, process_local=True)
-    stacked, metrics = vstep(stacked, batch, rngs)
-    pending.append((step + 1, metrics))
-    done = step + 1
-    if done % config.log_every == 0 or done == config.num_steps:
-      host = jax.device_get([m for _, m in pending])
-      for k, (f, r) in enumerate(zip(todo, runs)):
-        last = f.log_metrics([(s, {n: v[k] for n, v in m.items()})
-                              for (s, _), m in zip(pending, host)],
-                             r.writer, schedule)
-      pending = []
-      bar.set_postfix(loss=f"{last['loss']:.3f}")
-    selecting = runs[0].best is not None and (
-        done % config.protocol.eval_every == 0 or done == config.num_steps)
-    if selecting or done % config.checkpoint_every == 0 or done == config.num_steps:
-      for k, (f, r) in enumerate(zip(todo, runs)):
-        f.after_step(r, fold_state(k), done)
+  try:
+    for step in bar:
+      host_batches = [next(it) for it in iters]
+      batch = sharder.put_batch(_stack_host(host_batches + host_batches[-1:] * pad),
+                                stacked=True, process_local=True)
+      stacked, metrics = vstep(stacked, batch, rngs)
+      pending.append((step + 1, metrics))
+      done = step + 1
+      if done % config.log_every == 0 or done == config.num_steps:
+        host = jax.device_get([m for _, m in pending])
+        for k, (f, r) in enumerate(zip(todo, runs)):
+          last = f.log_metrics([(s, {n: v[k] for n, v in m.items()})
+                                for (s, _), m in zip(pending, host)],
+                               r.writer, schedule)
+        pending = []
+        bar.set_postfix(loss=f"{last['loss']:.3f}")
+      selecting = runs[0].best is not None and (
+          done % config.protocol.eval_every == 0 or done == config.num_steps)
+      if selecting or done % config.checkpoint_every == 0 or done == config.num_steps:
+        for k, (f, r) in enumerate(zip(todo, runs)):
+          f.after_step(r, fold_state(k), done)
+  except BaseException:
+    _close_quietly(runs)
+    raise
   results = {f.subject: f.finish(r, fold_state(k))
              for k, (f, r) in enumerate(zip(todo, runs))}
   return [results.get(f.subject) or f.done() for f in folds]
@@ -647,6 +679,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
     raise ValueError(f"Unknown config.task {config.task!r}: 'mer' or a module "
                      "in mer_jax/tasks/.") from None
   config_lib.validate(config)
+  run_identity.lock_workdir_multihost(workdir)
   return module.run(config, workdir)
 
 
@@ -654,7 +687,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Runs the configured protocol; returns (and writes) the pooled results."""
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  # One writer per workdir (held until this process ends, or released below).
+  acquired = run_identity.lock_workdir_multihost(workdir)
   t0 = time.time()
   mesh = make_mesh(config)
   sharder = Sharder(mesh, config.mesh.fsdp_min_size)
@@ -722,6 +756,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     train_subjects=train_subjects, workdir=workdir,
                     init_params=init_params, preview_step=preview_step)
                for i, (train_subjects, test_subject) in enumerate(folds)]
+  # Same setup as the run already in this workdir, or stop before any work.
+  run_identity.check_and_record(
+      workdir, run_identity.run_identity(
+          config, config.input.data_dir or sources.default_data_dir()),
+      [f.dir for f in fold_objs])
   k = max(int(config.protocol.parallel_folds), 1)
   fold_results = []
   if k == 1:
@@ -783,6 +822,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         w.scalars(i, {"per_fold/uf1": pf["uf1"], "per_fold/uar": pf["uar"],
                       "per_fold/accuracy": pf["accuracy"]})
     print_summary(results, time.time() - t0)
+  if acquired:
+    run_identity.unlock_workdir(workdir)
   return results
 
 

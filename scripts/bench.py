@@ -415,4 +415,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  app.run(lambda argv: cli.run_main(main, argv))

@@ -15,8 +15,17 @@ defect instead; exclusions (rows outside the protocol or an official list,
 unlabelled CK+ sequences, SMIC non_micro folders) and applied errata never
 stop it.
 
-Exit status: 0 built (skips included), 2 bad arguments / missing or wrong
-manual_dir, 1 a defect under --strict or another build error. The `tfds
+An existing build is checked against the request: if it was built with
+other options (alignment, a lenient build with skips under --strict, a
+builder config whose definition changed), the script refuses (exit 2) and
+names them; --overwrite moves the old build to
+<data_dir>/replaced/<builder>/<config>/<version>-<time>/ and builds again.
+Every build writes shard_checksums.json (records, bytes and sha256 of each
+file); --verify reads every record of an existing build and checks it.
+
+Exit status: 0 built (skips included) or verified, 2 bad arguments /
+missing or wrong manual_dir / a build with other options / a damaged build
+under --verify, 1 a defect under --strict or another build error. The `tfds
 build` CLI needs TensorFlow; this entry point does not.
 """
 
@@ -56,6 +65,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                  help="the annotation file to read (absolute, or relative to "
                       "--manual_dir) when the release holds several versions "
                       "side by side; recorded with its sha256 in the report")
+  p.add_argument("--overwrite", action="store_true",
+                 help="rebuild even if a build exists: the old one is moved "
+                      "aside (to <data_dir>/replaced/...), never deleted")
+  p.add_argument("--verify", action="store_true",
+                 help="read every record of the existing build and check it "
+                      "against the checksums written at build time")
   p.add_argument("--debug", action="store_true",
                  help="show the Python traceback of an unexpected error")
   args = p.parse_args(argv)
@@ -102,6 +117,69 @@ def _print_report(builder, report_path: str) -> None:
   print(f"  report: {report_path}")
 
 
+def build_mismatches(builder, args) -> list[str]:
+  """How the existing build of `builder` differs from what `args` request.
+
+  Compared: the builder config's metadata as the code defines it now
+  (protocol, classes, size, alignment, variant) with the stored one; with
+  --strict, a stored lenient build that skipped defects.
+  """
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  root = os.fspath(builder.data_dir)
+  stored_meta = {}
+  meta_path = os.path.join(root, "metadata.json")
+  if os.path.isfile(meta_path):
+    with open(meta_path) as f:
+      stored_meta = json.load(f)
+  report = {}
+  if os.path.isfile(os.path.join(root, corpus.REPORT_FILE)):
+    with open(os.path.join(root, corpus.REPORT_FILE)) as f:
+      report = json.load(f)
+  out = []
+  if isinstance(builder, corpus.CorpusBuilderMixin):
+    # The metadata this request would write (the code's, not the stored one).
+    wanted = dict(builder._info().metadata)  # pylint: disable=protected-access
+    for k, v in wanted.items():
+      if k in stored_meta and _canon(stored_meta[k]) != _canon(v):
+        out.append(f"{k}: built {stored_meta[k]!r}, requested {v!r}")
+    if "alignment" in report and report["alignment"] != builder.alignment:
+      out.append(f"alignment: built {report['alignment']!r}, requested "
+                 f"{builder.alignment!r}")
+    if args.strict and report.get("skipped_total", 0):
+      out.append(f"strict: built leniently with {report['skipped_total']} "
+                 "skipped defect(s) (see its build_report.json), requested "
+                 "--strict")
+  annotation = getattr(args, "annotation", None)
+  if annotation and not os.path.isabs(annotation) and getattr(args, "manual_dir", None):
+    annotation = os.path.join(args.manual_dir, annotation)
+  if annotation and os.path.isfile(annotation):
+    digest = corpus.sha256_file(annotation)
+    built = ((report.get("annotation") or {}).get("sha256")
+             or stored_meta.get("annotation_sha256"))
+    if built and built != digest:
+      out.append(f"annotation: built from a file with sha256 {built[:12]}..., "
+                 f"requested {annotation} with sha256 {digest[:12]}...")
+  del sources
+  return list(dict.fromkeys(out))
+
+
+def _canon(v):
+  return json.loads(json.dumps(v, default=str))
+
+
+def move_build_aside(builder, data_dir: str) -> str:
+  """Moves the build's version folder under <data_dir>/replaced/; returns it."""
+  import time  # pylint: disable=g-import-not-at-top
+  src = os.fspath(builder.data_dir)
+  cfg = builder.builder_config.name if builder.builder_config else "default"
+  dest = os.path.join(data_dir, "replaced", builder.name, cfg,
+                      f"{builder.version}-{time.strftime('%Y%m%d-%H%M%S')}")
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  os.rename(src, dest)
+  return dest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parse(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -126,6 +204,20 @@ def main(argv: Sequence[str] | None = None) -> int:
   except sources.DatasetError as e:
     print(f"error: {_paragraph(e)}", file=sys.stderr)
     return 2
+  try:
+    rc = _check_existing(builder, args, name, data_dir, sources)
+  except (OSError, ValueError, sources.DatasetError) as e:
+    if args.debug:
+      raise
+    print(f"error: {name}: {_paragraph(e)}", file=sys.stderr)
+    return 2
+  if rc is not None:
+    return rc
+  if args.overwrite and builder.is_prepared():
+    moved = move_build_aside(builder, data_dir)
+    print(f"--overwrite: moved the old build to {moved}")
+    builder = _fresh_builder(name, data_dir, args, corpus, sources)
+  was_built = builder.is_prepared()
   instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) or ""
   if instructions and not builder.is_prepared():
     if not args.manual_dir or not os.path.isdir(args.manual_dir):
@@ -138,24 +230,88 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     builder.download_and_prepare(file_format="array_record",
                                  download_config=download_config)
-  except corpus.ManualDirError as e:
-    print(f"error building {name}: {e}", file=sys.stderr)
-    return 2
-  except corpus.CorpusDefectError as e:
-    print(f"error building {name} (--strict): {_paragraph(e)}", file=sys.stderr)
-    return 1
-  except Exception as e:  # pylint: disable=broad-except
-    if args.debug:
+  except BaseException as e:  # pylint: disable=broad-except
+    # A build that fails midway leaves no folder that looks finished.
+    sources.remove_incomplete(builder)
+    rc = _build_error(e, name, args, corpus)
+    if rc is None:
       raise
-    msg = str(e)
-    if isinstance(e, ValueError) and "manual_dir" in msg.lower():
-      print(f"error building {name}: {msg}", file=sys.stderr)
-      return 2
-    print(f"error building {name}: {_paragraph(f'{type(e).__name__}: {msg}')}\n"
-          "(run again with --debug for the traceback)", file=sys.stderr)
+    return rc
+  try:
+    if not was_built:  # never re-hash an existing (possibly damaged) build
+      sources.write_shard_checksums(builder)
+  except OSError as e:
+    print(f"error: {name}: built, but cannot write its shard checksums: {e}",
+          file=sys.stderr)
     return 1
   _print_report(builder, os.path.join(builder.data_dir, corpus.REPORT_FILE))
   return 0
+
+
+def _fresh_builder(name, data_dir, args, corpus, sources):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = sources.get_builder(name, data_dir)
+  if isinstance(builder, corpus.CorpusBuilderMixin):
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record",
+                           strict=args.strict, alignment=args.alignment)
+  return builder
+
+
+def _check_existing(builder, args, name, data_dir, sources) -> int | None:
+  """--verify, and the refusal of a build with other options; None = go on."""
+  if args.verify:
+    if not builder.is_prepared():
+      print(f"error: {name} is not built in {data_dir}; nothing to verify.",
+            file=sys.stderr)
+      return 2
+    problems = sources.verify_shards(builder, show_progress=True)
+    if problems:
+      print(f"error: {name}: {len(problems)} damaged file(s):\n  "
+            + "\n  ".join(problems) + "\nRebuild it with:\n  "
+            + sources.rebuild_command(builder, data_dir), file=sys.stderr)
+      return 2
+    if sources.read_shard_checksums(builder) is None:
+      print(f"note: {name} was built before shard checksums were written: "
+            "every record was read, but not compared with the build's hashes.")
+    print(f"verified {name} in {builder.data_dir}: every record of "
+          f"{sum(len(v) for v in sources.shard_files(builder).values())} "
+          "shard file(s) reads and matches")
+    return 0
+  if builder.is_prepared() and not args.overwrite:
+    diff = build_mismatches(builder, args)
+    if diff:
+      print(f"error: {name} in {builder.data_dir} was built with other "
+            "options:\n  " + "\n  ".join(diff) + "\nUse another --data_dir, "
+            "or add --overwrite to move the old build aside and build again.",
+            file=sys.stderr)
+      return 2
+  return None
+
+
+def _build_error(e, name, args, corpus) -> int | None:
+  """Exit status and one message for a failed build (None: re-raise)."""
+  if not isinstance(e, Exception):
+    return None  # KeyboardInterrupt / SystemExit
+  if isinstance(e, corpus.ManualDirError):
+    print(f"error building {name}: {e}", file=sys.stderr)
+    return 2
+  if isinstance(e, corpus.CorpusDefectError):
+    print(f"error building {name} (--strict): {_paragraph(e)}", file=sys.stderr)
+    return 1
+  if args.debug:
+    return None
+  msg = str(e)
+  if isinstance(e, ValueError) and "manual_dir" in msg.lower():
+    print(f"error building {name}: {msg}", file=sys.stderr)
+    return 2
+  if isinstance(e, OSError):
+    print(f"error building {name}: {_paragraph(f'{type(e).__name__}: {msg}')}\n"
+          "Nothing half-built was left behind; free disk space (or fix the "
+          "permissions) and run again.", file=sys.stderr)
+    return 2
+  print(f"error building {name}: {_paragraph(f'{type(e).__name__}: {msg}')}\n"
+        "(run again with --debug for the traceback)", file=sys.stderr)
+  return 1
 
 
 if __name__ == "__main__":

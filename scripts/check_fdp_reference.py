@@ -58,4 +58,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  sys.exit(cli.run_main(main))

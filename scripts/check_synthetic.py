@@ -110,4 +110,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  sys.exit(cli.run_main(main))

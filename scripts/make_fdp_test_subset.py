@@ -53,4 +53,7 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  sys.exit(cli.run_main(main))

@@ -416,6 +416,26 @@ def write_outputs(args, result: dict, extra: dict) -> None:
     print(text, flush=True)
 
 
+def check_outputs_and_inputs(args) -> None:
+  """Checks made before any model is loaded or any frame read."""
+  if args.video and args.video.lower().endswith(IMAGE_EXTS):
+    raise InputError(f"--video {args.video} is an image; for a clip stored as "
+                     "image files, put them in one folder and pass it with "
+                     "--frames_dir")
+  for flag, path in (("--out", args.out), ("--save_dynamic_image",
+                                           args.save_dynamic_image)):
+    if not path:
+      continue
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+      raise InputError(f"{flag} {path} is a folder; give a file name")
+    if not os.path.isdir(folder):
+      raise InputError(f"{flag} {path}: the folder {folder} does not exist; "
+                       "create it or choose another path")
+    if not os.access(folder, os.W_OK):
+      raise InputError(f"{flag} {path}: the folder {folder} is not writable")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
   del category, filename, lineno, line
   print(f"warning: {message}", file=file or sys.stderr, flush=True)
@@ -431,7 +451,8 @@ def main(argv=None) -> int:
     # orbax / absl INFO and WARNING lines are noise for a one-shot prediction.
     absl_logger.setLevel(logging.ERROR)
   try:
-    write_outputs(args, *run(args))
+    check_outputs_and_inputs(args)
+    result, extra = run(args)
   except Exception as e:  # pylint: disable=broad-except
     if args.debug:
       raise
@@ -446,7 +467,14 @@ def main(argv=None) -> int:
     # main() is also called in-process (tests, notebooks): leave no trace.
     warnings.showwarning, level = saved
     absl_logger.setLevel(level)
+  try:
+    write_outputs(args, result, extra)
+  except OSError as e:
+    print(f"error: cannot write {e.filename or args.out}: {e.strerror}",
+          file=sys.stderr)
+    return 2
   return 0
+
 
 if __name__ == "__main__":
   sys.exit(main())

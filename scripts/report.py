@@ -14,6 +14,10 @@ The `paper` column shows numbers reported in papers, from the hand-copied
 table `mer_jax/paper_results.json` (each entry cites its source; `oracle`
 marks numbers selected on the test subject, as FDP's official code does).
 
+Runs that cannot be reported are listed with the reason (stderr, and in
+report.md), never dropped silently: a workdir whose folds did not all
+finish (killed, still running, or empty), or whose results.json is damaged.
+
 With --out: report.md (the same tables in Markdown), report.json and one
 confusion matrix PNG per group (summed over seeds).
 """
@@ -50,9 +54,29 @@ class ReportError(ValueError):
 # Loading.
 
 
-def find_runs(paths: list[str]) -> list[str]:
-  """Run workdirs (holding results.json) at or below each path, sorted."""
+# A folder with one of these but no results.json is a run that did not finish.
+_RUN_MARKERS = ("folds", "run.json", "config.json", ".lock")
+
+
+def _unfinished_reason(path: str) -> str:
+  folds = os.path.join(path, "folds")
+  names = sorted(os.listdir(folds)) if os.path.isdir(folds) else []
+  done = sum(os.path.isfile(os.path.join(folds, d, "result.json")) for d in names)
+  if not names:
+    return "no results.json and no fold started (empty or killed at start)"
+  return (f"no results.json: {done} of {len(names)} started folds finished "
+          "(killed, still running, or run with protocol.folds; rerun the same "
+          "command to finish it)")
+
+
+def find_runs(paths: list[str], skipped: list | None = None) -> list[str]:
+  """Run workdirs (holding results.json) at or below each path, sorted.
+
+  Workdirs that look like runs but hold no results.json are appended to
+  `skipped` as `(path, reason)`.
+  """
   runs = []
+  skipped = [] if skipped is None else skipped
   for p in paths:
     if not os.path.isdir(p):
       raise ReportError(f"{p} is not a directory")
@@ -61,15 +85,32 @@ def find_runs(paths: list[str]) -> list[str]:
       continue
     found = []
     for root, dirs, files in os.walk(p):
-      dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
       if "results.json" in files:
         found.append(os.path.abspath(root))
         dirs[:] = []
-    if not found:
+        continue
+      if any(m in files or m in dirs for m in _RUN_MARKERS):
+        skipped.append((os.path.abspath(root), _unfinished_reason(root)))
+        dirs[:] = []
+        continue
+      dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+    if not found and not skipped:
       raise ReportError(f"no results.json in or below {p} (a run writes it when "
                         "all its folds have finished)")
     runs += found
   return sorted(dict.fromkeys(runs))
+
+
+def load_runs(paths: list[str], skipped: list) -> list[dict]:
+  """`load_run` of each path; damaged ones go to `skipped` with the reason."""
+  out = []
+  for path in paths:
+    try:
+      out.append(load_run(path))
+    except (ValueError, KeyError, OSError) as e:
+      what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+      skipped.append((path, what))
+  return out
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -82,13 +123,22 @@ def _flatten(d: dict, prefix: str = "") -> dict:
   return out
 
 
+def _read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ReportError(f"{path} is damaged (truncated or not JSON: {e})") from None
+
+
 def load_run(path: str) -> dict:
-  with open(os.path.join(path, "results.json")) as f:
-    r = json.load(f)
+  r = _read_json(os.path.join(path, "results.json"))
+  for key in ("dataset", "model", "protocol", "per_fold", "uf1", "class_names"):
+    if key not in r:
+      raise ReportError(f"{os.path.join(path, 'results.json')} has no {key!r}")
   config = {}
   if os.path.isfile(os.path.join(path, "config.json")):
-    with open(os.path.join(path, "config.json")) as f:
-      config = _flatten(json.load(f))
+    config = _flatten(_read_json(os.path.join(path, "config.json")))
   fingerprint = {k: v for k, v in config.items() if k not in _IGNORED_KEYS}
   if not fingerprint:  # runs from before config.json was written
     fingerprint = {"num_steps": r.get("num_steps")}
@@ -235,7 +285,14 @@ def _slug(g: dict) -> str:
   return re.sub(r"[^0-9A-Za-z_.+-]", "_", s.replace("/", "-"))
 
 
-def write_outputs(groups: list[dict], table: list[dict], out_dir: str) -> None:
+def _print_skipped(skipped: list) -> None:
+  if skipped:
+    print(f"skipped {len(skipped)} run(s):\n" + "\n".join(
+        f"  {p}: {why}" for p, why in skipped), file=sys.stderr, flush=True)
+
+
+def write_outputs(groups: list[dict], table: list[dict], out_dir: str,
+                  skipped: list = ()) -> None:
   from mer_jax import evaluation  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   for g in groups:
@@ -248,10 +305,14 @@ def write_outputs(groups: list[dict], table: list[dict], out_dir: str) -> None:
   md = render(groups, table, per_fold=True, markdown=True)
   md += "\n\n## Confusion matrices\n\n" + "\n".join(
       f"![{g['confusion_png']}]({g['confusion_png']})" for g in groups) + "\n"
+  if skipped:
+    md += "\n## Skipped runs\n\n" + "\n".join(
+        f"- `{p}`: {why}" for p, why in skipped) + "\n"
   with open(os.path.join(out_dir, "report.md"), "w") as f:
     f.write("# mer-jax results\n\n" + md)
   with open(os.path.join(out_dir, "report.json"), "w") as f:
     json.dump({"groups": groups,
+               "skipped": [{"path": p, "reason": why} for p, why in skipped],
                "paper": {_slug(g): paper_matches(g, table) for g in groups}},
               f, indent=1)
 
@@ -271,14 +332,18 @@ def main(argv=None) -> int:
   p.add_argument("--paper_table", default=PAPER_TABLE,
                  help="paper numbers (default: mer_jax/paper_results.json)")
   args = p.parse_args(argv)
+  skipped = []
   try:
-    runs = [load_run(r) for r in find_runs(args.runs)]
+    runs = load_runs(find_runs(args.runs, skipped), skipped)
+    _print_skipped(skipped)
+    if not runs:
+      raise ReportError("no run could be reported (see the skipped runs above)")
     groups = group_runs(runs)
     table = load_paper_table(args.paper_table)
     print(render(groups, table, per_fold=not args.no_per_fold,
                  markdown=args.markdown))
     if args.out:
-      write_outputs(groups, table, args.out)
+      write_outputs(groups, table, args.out, skipped)
       print(f"\nwrote {os.path.join(args.out, 'report.md')}, report.json and "
             f"{len(groups)} confusion PNG(s)")
   except (ReportError, OSError, ValueError, KeyError) as e:

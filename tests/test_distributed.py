@@ -89,6 +89,10 @@ def test_two_processes_match_one_process(data_dir, tmp_path):
   np.testing.assert_allclose(np.array(a["probs"]), np.array(b["probs"]), atol=2e-4)
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["n"] == len(a["labels"])
+  # Process 0 held the workdir lock; process 1 checked it held their run's token.
+  with open(os.path.join(workdir, ".lock")) as f:
+    holder = json.load(f)
+  assert holder["pid"] == procs[0].pid and holder["run_token"]
 
 
 def test_fsdp_matches_data_parallel(data_dir, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import logging
 import os
 from typing import Any, Sequence
@@ -97,8 +98,158 @@ def prepare(name: str, data_dir: str, auto_build: bool) -> Any:
   if needs_manual or not auto_build:
     raise DatasetError(_not_built_message(builder, name, data_dir))
   log.info("Building %s into %s (one time)...", name, data_dir)
-  builder.download_and_prepare(file_format="array_record")
+  try:
+    builder.download_and_prepare(file_format="array_record")
+  except Exception as e:  # pylint: disable=broad-except
+    # TFDS writes into `incomplete.*` and renames at the end: a failed build
+    # (e.g. a full disk) leaves no folder that looks finished.
+    remove_incomplete(builder)
+    raise DatasetError(
+        f"Building {name} into {data_dir} failed ({type(e).__name__}: "
+        f"{str(e)[:300]}). Free disk space or choose another "
+        "config.input.data_dir, then run again.") from e
+  write_shard_checksums(builder)
   return builder
+
+
+# ----------------------------------------------------------------------------
+# Shard checksums: what a build wrote, so a damaged file is found and named.
+
+CHECKSUM_FILE = "shard_checksums.json"
+
+
+def remove_incomplete(builder) -> None:
+  """Deletes the `incomplete.*` folders a failed TFDS build left behind."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  parent = os.path.dirname(os.fspath(builder.data_dir))
+  if os.path.isdir(parent):
+    for n in os.listdir(parent):
+      if n.startswith("incomplete."):
+        shutil.rmtree(os.path.join(parent, n), ignore_errors=True)
+
+
+def shard_files(builder) -> dict[str, list[tuple[str, int]]]:
+  """`{split: [(file name, records)]}` as the build's metadata lists them."""
+  out = {}
+  for split, info in sorted(builder.info.splits.items()):
+    out[split] = [(os.path.basename(os.fspath(p)), int(n))
+                  for p, n in zip(info.filepaths, info.shard_lengths)]
+  return out
+
+
+def _sha256(path: str) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def write_shard_checksums(builder) -> str:
+  """Writes `<version dir>/shard_checksums.json`: records, bytes, sha256 per file."""
+  root = os.fspath(builder.data_dir)
+  shards = {}
+  for split, files in shard_files(builder).items():
+    for name, n in files:
+      path = os.path.join(root, name)
+      shards[name] = {"split": split, "records": n,
+                      "bytes": os.path.getsize(path), "sha256": _sha256(path)}
+  out = os.path.join(root, CHECKSUM_FILE)
+  tmp = out + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump({"shards": shards}, f, indent=1)
+  os.replace(tmp, out)
+  return out
+
+
+def read_shard_checksums(builder) -> dict[str, Any] | None:
+  path = os.path.join(os.fspath(builder.data_dir), CHECKSUM_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)["shards"]
+  except (ValueError, KeyError):
+    raise DatasetError(f"{path} is damaged; rebuild the dataset "
+                       "(scripts/build_dataset.py ... --overwrite).") from None
+
+
+def rebuild_command(builder, data_dir: str) -> str:
+  name = f"{builder.name}/{builder.builder_config.name}" if builder.builder_config \
+      else builder.name
+  manual = (" --manual_dir /path/to/corpus"
+            if getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None) else "")
+  return (f"python scripts/build_dataset.py {name}{manual} --data_dir {data_dir} "
+          "--overwrite")
+
+
+def verify_shards(builder, show_progress: bool = False) -> list[str]:
+  """Reads every record of every shard; returns one problem line per bad file.
+
+  Checks each file's size and sha256 against `shard_checksums.json` (when the
+  build wrote one) and its record count against the build's metadata.
+  """
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  root = os.fspath(builder.data_dir)
+  stored = read_shard_checksums(builder)
+  problems = []
+  files = [(split, name, n) for split, fs in shard_files(builder).items()
+           for name, n in fs]
+  for split, name, n in tqdm(files, desc="verifying shards", disable=not show_progress):
+    path = os.path.join(root, name)
+    if not os.path.isfile(path):
+      problems.append(f"{path}: missing")
+      continue
+    want = (stored or {}).get(name)
+    if stored is not None and want is None:
+      problems.append(f"{path}: not in {CHECKSUM_FILE}")
+      continue
+    if want is not None and os.path.getsize(path) != want["bytes"]:
+      problems.append(f"{path}: {os.path.getsize(path)} bytes, the build wrote "
+                      f"{want['bytes']} (truncated or replaced)")
+      continue
+    try:
+      reader = array_record_module.ArrayRecordReader(path)
+      try:
+        count = reader.num_records()
+        for i in range(0, count, 64):
+          reader.read(list(range(i, min(i + 64, count))))
+      finally:
+        reader.close()
+    except Exception as e:  # pylint: disable=broad-except
+      problems.append(f"{path}: unreadable ({str(e).splitlines()[0][:200]})")
+      continue
+    if count != n:
+      problems.append(f"{path}: {count} records, the build wrote {n}")
+    elif want is not None and _sha256(path) != want["sha256"]:
+      problems.append(f"{path}: sha256 differs from the build's (damaged)")
+  return problems
+
+
+def build_options(builder) -> dict[str, Any]:
+  """What the build recorded beyond `info.metadata` that determines its data.
+
+  `data_sha256`: one hash over the shard checksums (changes when a rebuild
+  wrote other records); `annotation*` keys of `build_report.json`.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  out = {}
+  stored = read_shard_checksums(builder)
+  if stored is not None:
+    out["data_sha256"] = hashlib.sha256(json.dumps(
+        {k: v["sha256"] for k, v in stored.items()}, sort_keys=True).encode()
+                                        ).hexdigest()[:16]
+  report = os.path.join(os.fspath(builder.data_dir), "build_report.json")
+  if os.path.isfile(report):
+    try:
+      with open(report) as f:
+        rep = json.load(f)
+    except ValueError:
+      rep = {}
+    out.update({k: v for k, v in sorted(rep.items()) if k.startswith("annotation")})
+  return out
 
 
 class EncodedSource:
@@ -199,18 +350,21 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
           f"earlier ones {class_names}. Use the same protocol config (e.g. "
           "3class) for every dataset.")
     for split in sorted(builder.info.splits.keys()):
-      src = EncodedSource(builder, split)
-      sources.append(src)
-      for i in tqdm(range(len(src)), desc=f"indexing {name}:{split}",
-                    disable=not show_progress, leave=False):
-        rec = src[i]
-        label = int(rec["label"])
-        if label < 0:
-          excluded += 1
-          continue
-        clips.append(Clip(len(sources) - 1, i, _text(rec["subject"]), label,
-                          _text(rec["sample_id"])))
-        no_apex += not has_annotated_apex(rec)
+      try:
+        src = EncodedSource(builder, split)
+        sources.append(src)
+        for i in tqdm(range(len(src)), desc=f"indexing {name}:{split}",
+                      disable=not show_progress, leave=False):
+          rec = src[i]
+          label = int(rec["label"])
+          if label < 0:
+            excluded += 1
+            continue
+          clips.append(Clip(len(sources) - 1, i, _text(rec["subject"]), label,
+                            _text(rec["sample_id"])))
+          no_apex += not has_annotated_apex(rec)
+      except Exception as e:  # pylint: disable=broad-except
+        raise _corrupt_split_error(builder, name, split, data_dir, e) from e
   if no_apex:
     log.warning(
         "%d of %d clips have no annotated apex (a builder's stand-in or none):"
@@ -235,6 +389,28 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
              for c in clips]
     class_names = class_order
   return Corpus(tuple(names), class_names, sources, clips, excluded, no_apex)
+
+
+def _corrupt_split_error(builder, name: str, split: str, data_dir: str,
+                         e: Exception) -> DatasetError:
+  """Names the damaged shard file of `split` (or its files) and the rebuild."""
+  bad = [p for p in verify_shards_of_split(builder, split)] or [
+      os.path.join(os.fspath(builder.data_dir), f)
+      for f, _ in shard_files(builder).get(split, [])]
+  return DatasetError(
+      f"Dataset {name}: cannot read split {split} "
+      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}).\n"
+      "Damaged file(s):\n  " + "\n  ".join(bad) +
+      f"\nRebuild it with:\n  {rebuild_command(builder, data_dir)}")
+
+
+def verify_shards_of_split(builder, split: str) -> list[str]:
+  try:
+    files = {f for f, _ in shard_files(builder).get(split, [])}
+    return [p for p in verify_shards(builder)
+            if os.path.basename(p.split(":")[0]) in files]
+  except Exception:  # pylint: disable=broad-except
+    return []
 
 
 def loso_folds(subjects: Sequence[str]) -> list[tuple[list[str], str]]:
