@@ -26,6 +26,11 @@ and written with `--json OUT` as
   input_pipeline: clips/s the grain training pipeline delivers for
     `--config` (decode, temporal sampling, augmentation, batching) against
     the clips/s one train step consumes.
+  checkpoint_cost (only when named): trains the first LOSO fold of
+    `--config` through `train.train_and_evaluate` and reports the wall time
+    spent blocked in orbax saves (`CheckpointManager.save` and
+    `wait_until_finished`) against the fold's wall time, for the config's
+    `checkpoint_every`.
   memory: peak resident memory of this process, and the devices' peak
     memory when the backend reports it (GPU/TPU).
 
@@ -52,6 +57,8 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 SECTIONS = ("fdp_train_step", "fold_parallel", "input_pipeline")
+# Not in the default run (it trains a whole fold): --sections checkpoint_cost.
+EXTRA_SECTIONS = ("checkpoint_cost",)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -349,6 +356,49 @@ def bench_fold_parallel(step, batch, states, ks, steps: int, warmup: int
   return rows, b / seq
 
 
+def bench_checkpoint_cost(config) -> dict[str, Any]:
+  """Share of one fold's wall time spent blocked in checkpoint saves."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if not config.protocol.folds:
+    corpus = sources.load_corpus(list(config.input.datasets),
+                                 config.input.data_dir or None,
+                                 show_progress=False)
+    config.protocol.folds = (corpus.subjects[0],)
+  spent, saves = [0.0], [0]
+  originals = {n: getattr(ocp.CheckpointManager, n)
+               for n in ("save", "wait_until_finished")}
+
+  def timed(name):
+    def fn(self, *a, **k):
+      t = time.perf_counter()
+      try:
+        return originals[name](self, *a, **k)
+      finally:
+        spent[0] += time.perf_counter() - t
+        saves[0] += name == "save"
+    return fn
+
+  for n in originals:
+    setattr(ocp.CheckpointManager, n, timed(n))
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      t0 = time.perf_counter()
+      train.train_and_evaluate(config, workdir)
+      wall = time.perf_counter() - t0
+  finally:
+    for n, f in originals.items():
+      setattr(ocp.CheckpointManager, n, f)
+  return {"fold": list(config.protocol.folds), "num_steps": config.num_steps,
+          "checkpoint_every": config.checkpoint_every, "saves": saves[0],
+          "save_blocked_s": round(spent[0], 2), "wall_s": round(wall, 1),
+          "share": round(spent[0] / wall, 4),
+          "note": "time the trainer waits on orbax; the async write's own "
+                  "CPU time on the other thread is not counted"}
+
+
 def memory_stats() -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   out: dict[str, Any] = {"peak_rss_mb": round(
@@ -423,7 +473,7 @@ def print_table(r: dict[str, Any]) -> None:
 def main(argv) -> int:
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  unknown = sorted(set(FLAGS.sections) - set(SECTIONS))
+  unknown = sorted(set(FLAGS.sections) - set(SECTIONS) - set(EXTRA_SECTIONS))
   if unknown:
     print(f"Unknown --sections {unknown}; choose from {list(SECTIONS)}",
           file=sys.stderr)
@@ -459,6 +509,12 @@ def main(argv) -> int:
     if "input_pipeline" in loso:
       result["input_pipeline"] = bench_input_pipeline(
           config, it, step_rate, FLAGS.steps, FLAGS.warmup)
+  if "checkpoint_cost" in FLAGS.sections:
+    result["checkpoint_cost"] = bench_checkpoint_cost(FLAGS.config)
+    c = result["checkpoint_cost"]
+    print(f"checkpoint cost: {c['saves']} saves (every {c['checkpoint_every']} of "
+          f"{c['num_steps']} steps) blocked {c['save_blocked_s']} s of "
+          f"{c['wall_s']} s = {100 * c['share']:.1f} %")
   result["memory"] = memory_stats()
   result["machine"]["loadavg_end"] = _loadavg()
   print_table(result)
