@@ -66,7 +66,7 @@ def run_row(config: str, topology: str, mode: str, out: str) -> None:
 
 
 def row(r: dict) -> str:
-  name = os.path.basename(r["config"]).removesuffix(".py")
+  name = os.path.basename(r["config"]).replace(".py", "")
   mode = r["mode"]
   if "error" in r:
     return f"| {name} | {r['topology']} | {mode} | no: {r['error'].removeprefix('error: ')} |||||"
@@ -84,7 +84,7 @@ def row(r: dict) -> str:
     loso = f"{lo['sequential_s']:.0f}"
     if "fold_parallel_s" in lo:
       loso += f" / {lo['fold_parallel_s']:.0f}"
-  return (f"| {name} | {r['topology']} | {mode} | "
+  return (f"| {name} ({b}) | {r['topology']} | {mode} | "
           f"{'yes' if r['fits'] else 'NO'} | {mem:.0f} MiB "
           f"({100 * max(s['hbm_fraction'] for s in r['steps']):.1f} %) | "
           f"{1e3 * train['roofline_s']:.2f} ms ({train['bound']}) | "
