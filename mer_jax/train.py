@@ -215,9 +215,17 @@ def make_mesh(config: ml_collections.ConfigDict,
                      f"more than the {len(devices)} devices that exist")
   # Auto axis types: explicit sharding would reject the model's reshapes of
   # batch-sharded arrays.
-  return jax.make_mesh((folds, data, fsdp), ("folds", "data", "fsdp"),
-                       axis_types=(jax.sharding.AxisType.Auto,) * 3,
-                       devices=devices[:folds * data * fsdp])
+  shape, names = (folds, data, fsdp), ("folds", "data", "fsdp")
+  axis_types = (jax.sharding.AxisType.Auto,) * 3
+  used = devices[:folds * data * fsdp]
+  try:
+    return jax.make_mesh(shape, names, axis_types=axis_types, devices=used)
+  except (ValueError, NotImplementedError, AssertionError):
+    # jax's topology-aware layout (it asserts) wants one device per chip; a TPU v4
+    # described per core (2 per chip, e.g. a v4:2x2x1 topology description)
+    # is refused: keep the devices in their given order.
+    return jax.sharding.Mesh(np.array(used).reshape(shape), names,
+                             axis_types=axis_types)
 
 
 class Sharder:

@@ -204,7 +204,10 @@ def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
          "sequential_s": subjects * steps * train["roofline_s"] + eval_s,
          "eval_s": eval_s, "note": ("roofline (lower bound); corpus sizes "
                                     "from the builders; inner_val selection "
-                                    "evals not included")}
+                                    "evals not included; with mesh.folds > 1 "
+                                    "the sequential step is replicated over "
+                                    "the fold axis: take the sequential time "
+                                    "from a data-parallel run")}
   if fold_train is not None:
     k = int(config.protocol.parallel_folds)
     out["parallel_folds"] = k

@@ -70,9 +70,11 @@ def test_fold_parallel_costs_per_device(aot):
   assert r["mesh"] == {"folds": 4, "data": 1, "fsdp": 1}
   train, _, folds = r["steps"]
   assert folds["step"] == "train x4 folds" and folds["clips"] == 4 * train["clips"]
-  # Per-device costs: the single-fold step splits one batch over 4 devices,
-  # the 4-fold step puts one whole fold on each device.
-  assert 2.5 < folds["flops"] / train["flops"] < 6
+  # Per-device costs. On this (folds=4, data=1) mesh the single-fold step
+  # is replicated over the fold axis (each device runs the whole batch), and
+  # the 4-fold step puts one whole fold on each device: about the same
+  # per-device work for 4x the folds.
+  assert 0.7 < folds["flops"] / train["flops"] < 1.5
   lo = r["loso"]
   assert lo["parallel_folds"] == 4 and 0 < lo["fold_parallel_s"]
   assert lo["sequential_s"] > 0
