@@ -8,9 +8,9 @@ a checkpoint converted with `scripts/convert_fdp_torch.py` and loaded with
 `config.init_from` predicts the right classes. Batch 36, 501 steps per fold,
 Adam(1e-4) + coupled L2 1e-3: see `configs/common.py:fdp_official` for what
 is and is not reproduced. The full model needs ~3 s per batch-8 step on a
-2-core CPU (~2 s with `--config.model.matmul_dtype=bfloat16
---config.model.im2col_max_pixels=1024`, see the README's benchmarks): a
-LOSO run over SAMM's 28 subjects wants an accelerator.
+2-core CPU in float32 (~2 s on a CPU with AVX512-BF16, where the default
+`matmul_dtype="auto"` picks bfloat16; see the README's benchmarks): a LOSO
+run over SAMM wants an accelerator (`scripts/aot_compile.py` estimates it).
 
 Not measured here (the licensed corpus is not available on this machine).
 `tiny` uses the reduced reference widths (tests).

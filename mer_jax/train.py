@@ -203,9 +203,14 @@ def has_preview(model, abstract_state, config) -> bool:
 # Devices.
 
 
-def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-  """A ('folds', 'data', 'fsdp') mesh over all devices of all processes."""
-  devices = jax.devices()
+def make_mesh(config: ml_collections.ConfigDict,
+              devices: list[Any] | None = None) -> jax.sharding.Mesh:
+  """A ('folds', 'data', 'fsdp') mesh over all devices of all processes.
+
+  `devices` defaults to `jax.devices()`; `scripts/aot_compile.py` passes the
+  devices of a TPU topology description (compiling without the chips).
+  """
+  devices = list(jax.devices() if devices is None else devices)
   if not devices:
     raise ValueError("JAX found no devices: check the jax install (CPU: pip "
                      "install jax) or JAX_PLATFORMS.")
@@ -220,9 +225,17 @@ def make_mesh(config: ml_collections.ConfigDict) -> jax.sharding.Mesh:
                      f"more than the {len(devices)} devices that exist")
   # Auto axis types: explicit sharding would reject the model's reshapes of
   # batch-sharded arrays.
-  return jax.make_mesh((folds, data, fsdp), ("folds", "data", "fsdp"),
-                       axis_types=(jax.sharding.AxisType.Auto,) * 3,
-                       devices=devices[:folds * data * fsdp])
+  shape, names = (folds, data, fsdp), ("folds", "data", "fsdp")
+  axis_types = (jax.sharding.AxisType.Auto,) * 3
+  used = devices[:folds * data * fsdp]
+  try:
+    return jax.make_mesh(shape, names, axis_types=axis_types, devices=used)
+  except (ValueError, NotImplementedError, AssertionError):
+    # jax's topology-aware layout (it asserts) wants one device per chip; a TPU v4
+    # described per core (2 per chip, e.g. a v4:2x2x1 topology description)
+    # is refused: keep the devices in their given order.
+    return jax.sharding.Mesh(np.array(used).reshape(shape), names,
+                             axis_types=axis_types)
 
 
 class Sharder:
@@ -298,6 +311,84 @@ class Sharder:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+# ----------------------------------------------------------------------------
+# Model, optimizer and jitted steps on a mesh: what `train_and_evaluate` runs
+# and what `scripts/aot_compile.py` compiles for a TPU topology (one code path).
+
+
+def make_sharder(config: ml_collections.ConfigDict,
+                 devices: list[Any] | None = None) -> Sharder:
+  """The mesh of `config.mesh` over `devices`; checks the batch sizes divide."""
+  sharder = Sharder(make_mesh(config, devices), config.mesh.fsdp_min_size)
+  sharder.check_batch_size(config.input.batch_size, "batch_size")
+  sharder.check_batch_size(config.input.eval_batch_size, "eval_batch_size")
+  return sharder
+
+
+@dataclasses.dataclass
+class Steps:
+  """Model, optimizer, state shapes / shardings and the jitted steps.
+
+  train_step(state, batch, rng) -> (state, metrics); eval_step(params,
+  batch_stats, batch) -> probs `[B, K]`; with `protocol.parallel_folds` = K
+  > 1, fold_train_step is the vmapped train step on fold-stacked `[K, ...]`
+  states, batches and rngs (else None).
+  """
+  model: Any
+  tx: optax.GradientTransformation
+  aux_losses: Callable | None
+  abstract_state: TrainState
+  state_sharding: TrainState
+  train_step: Any
+  eval_step: Any
+  fold_train_step: Any
+  parallel_folds: int
+
+
+def build_steps(config: ml_collections.ConfigDict, num_classes: int,
+                sharder: Sharder) -> Steps:
+  """Builds (does not compile) everything a run needs besides the data."""
+  model_module = models.get_module(config.model_name)
+  # "auto" model settings resolve for the devices of the mesh (a TPU
+  # topology's under scripts/aot_compile.py).
+  model = models.get_model(config.model_name, num_classes,
+                           platform=sharder.mesh.devices.flat[0].platform,
+                           **config.model.to_dict())
+  tx = make_optimizer(config)
+  aux_losses = getattr(model_module, "aux_losses", None)
+  abstract_state = jax.eval_shape(
+      lambda: create_train_state(model, tx, config, jax.random.PRNGKey(0)))
+  state_sharding = sharder.tree(abstract_state)
+  step_fn = make_train_step(model, tx, aux_losses, config.aux_loss.to_dict())
+  # The pjit of the design card: shardings pinned in and out, compiled once.
+  train_step = jax.jit(step_fn,
+                       in_shardings=(state_sharding, sharder.data, sharder.replicated),
+                       out_shardings=(state_sharding, sharder.replicated),
+                       donate_argnums=(0,))
+  eval_step = jax.jit(make_eval_step(model),
+                      in_shardings=(state_sharding.params, state_sharding.batch_stats,
+                                    sharder.data),
+                      out_shardings=sharder.data)
+  k = max(int(config.protocol.parallel_folds), 1)
+  fold_train_step = None
+  if k > 1:
+    if k % config.mesh.folds:
+      raise ValueError(f"config.protocol.parallel_folds={k} must be a multiple "
+                       f"of config.mesh.folds={config.mesh.folds}: the fold "
+                       "axis of each group is split over mesh.folds devices.")
+    stacked_sharding = sharder.stacked(state_sharding)
+    fold_train_step = jax.jit(
+        jax.vmap(step_fn),
+        in_shardings=(stacked_sharding, sharder.stacked_data,
+                      sharder.stacked(sharder.replicated)),
+        out_shardings=(stacked_sharding, sharder.stacked(sharder.replicated)),
+        donate_argnums=(0,))
+  return Steps(model=model, tx=tx, aux_losses=aux_losses,
+               abstract_state=abstract_state, state_sharding=state_sharding,
+               train_step=train_step, eval_step=eval_step,
+               fold_train_step=fold_train_step, parallel_folds=k)
 
 
 # ----------------------------------------------------------------------------
@@ -690,10 +781,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # One writer per workdir (held until this process ends, or released below).
   acquired = run_identity.lock_workdir_multihost(workdir)
   t0 = time.time()
-  mesh = make_mesh(config)
-  sharder = Sharder(mesh, config.mesh.fsdp_min_size)
-  sharder.check_batch_size(config.input.batch_size, "batch_size")
-  sharder.check_batch_size(config.input.eval_batch_size, "eval_batch_size")
+  sharder = make_sharder(config)  # before the corpus: config errors first
 
   corpus = sources.load_corpus(list(config.input.datasets),
                                config.input.data_dir or None,
@@ -701,23 +789,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                show_progress=config.progress,
                                class_order=config.input.class_order)
   num_classes = len(corpus.class_names)
-  model_module = models.get_module(config.model_name)
-  model = models.get_model(config.model_name, num_classes, **config.model.to_dict())
-  tx = make_optimizer(config)
-  aux_losses = getattr(model_module, "aux_losses", None)
-  abstract_state = jax.eval_shape(
-      lambda: create_train_state(model, tx, config, jax.random.PRNGKey(0)))
-  state_sharding = sharder.tree(abstract_state)
-  # The pjit of the design card: shardings pinned in and out, compiled once.
-  train_step = jax.jit(make_train_step(model, tx, aux_losses,
-                                       config.aux_loss.to_dict()),
-                       in_shardings=(state_sharding, sharder.data, sharder.replicated),
-                       out_shardings=(state_sharding, sharder.replicated),
-                       donate_argnums=(0,))
-  eval_step = jax.jit(make_eval_step(model),
-                      in_shardings=(state_sharding.params, state_sharding.batch_stats,
-                                    sharder.data),
-                      out_shardings=sharder.data)
+  steps = build_steps(config, num_classes, sharder)
+  model, tx, mesh = steps.model, steps.tx, sharder.mesh
+  abstract_state, state_sharding = steps.abstract_state, steps.state_sharding
+  train_step, eval_step = steps.train_step, steps.eval_step
   preview_step = None
   if config.get("preview_samples", 0) and has_preview(model, abstract_state, config):
     preview_step = jax.jit(make_preview_step(model),
@@ -761,25 +836,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       workdir, run_identity.run_identity(
           config, config.input.data_dir or sources.default_data_dir()),
       [f.dir for f in fold_objs])
-  k = max(int(config.protocol.parallel_folds), 1)
+  k = steps.parallel_folds
   fold_results = []
   if k == 1:
     for fold in fold_objs:
       fold_results.append(fold.run(len(folds)))
   else:
-    if k % config.mesh.folds:
-      raise ValueError(f"config.protocol.parallel_folds={k} must be a multiple "
-                       f"of config.mesh.folds={config.mesh.folds}: the fold "
-                       "axis of each group is split over mesh.folds devices.")
-    stacked_sharding = sharder.stacked(state_sharding)
-    vstep = jax.jit(jax.vmap(make_train_step(model, tx, aux_losses,
-                                             config.aux_loss.to_dict())),
-                    in_shardings=(stacked_sharding, sharder.stacked_data,
-                                  sharder.stacked(sharder.replicated)),
-                    out_shardings=(stacked_sharding, sharder.stacked(sharder.replicated)),
-                    donate_argnums=(0,))
     for g in range(0, len(fold_objs), k):
-      fold_results.extend(run_fold_group(fold_objs[g:g + k], len(folds), vstep,
+      fold_results.extend(run_fold_group(fold_objs[g:g + k], len(folds),
+                                         steps.fold_train_step,
                                          state_sharding, sharder))
 
   summary = evaluation.summarize_folds(fold_results, num_classes)

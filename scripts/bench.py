@@ -26,6 +26,11 @@ and written with `--json OUT` as
   input_pipeline: clips/s the grain training pipeline delivers for
     `--config` (decode, temporal sampling, augmentation, batching) against
     the clips/s one train step consumes.
+  checkpoint_cost (only when named): trains the first LOSO fold of
+    `--config` through `train.train_and_evaluate` and reports the wall time
+    spent blocked in orbax saves (`CheckpointManager.save` and
+    `wait_until_finished`) against the fold's wall time, for the config's
+    `checkpoint_every`.
   memory: peak resident memory of this process, and the devices' peak
     memory when the backend reports it (GPU/TPU).
 
@@ -52,6 +57,8 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 SECTIONS = ("fdp_train_step", "fold_parallel", "input_pipeline")
+# Not in the default run (it trains a whole fold): --sections checkpoint_cost.
+EXTRA_SECTIONS = ("checkpoint_cost",)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -117,9 +124,9 @@ def _once(fn) -> float:
 # FDP train step: JAX vs PyTorch.
 
 
-def _time_jax_fdp_step(model_kwargs: dict[str, Any], batch: int, steps: int,
-                       warmup: int) -> dict[str, Any]:
-  """Compiles and times the official FDP train step for `model_kwargs`."""
+def _jax_fdp_step(model_kwargs: dict[str, Any], batch: int
+                  ) -> tuple[Callable[[], None], dict[str, Any]]:
+  """Compiles the official FDP train step; `(run, info)`, `run()` does one step."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -145,91 +152,136 @@ def _time_jax_fdp_step(model_kwargs: dict[str, Any], batch: int, steps: int,
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
   flops = float((lowered.cost_analysis() or {}).get("flops", 0.0))
-  keys = iter(jax.random.split(jax.random.key(1), warmup + steps))
+  key = [jax.random.key(1)]
 
   def run():
-    *box[:], out = compiled(*box, frames, labels, di, next(keys))
+    key[0], k = jax.random.split(key[0])
+    *box[:], out = compiled(*box, frames, labels, di, k)
     jax.block_until_ready(out["losses"]["final"])
 
-  t = _time(run, steps, warmup)
-  del box[:]
-  return dict(t, compile_s=compile_s, flops=flops, n_params=int(n_params))
+  return run, {"compile_s": compile_s, "flops": flops, "n_params": int(n_params)}
+
+
+def _interleave(runs: dict[str, Callable[[], Any]], steps: int, warmup: int
+                ) -> dict[str, list[float]]:
+  """Wall seconds of each run, taking turns: a, b, c, a, b, c, ...
+
+  On a shared machine the load drifts over a minute; taking turns exposes
+  every route to the same drift, so per-round ratios are fair.
+  """
+  times: dict[str, list[float]] = {k: [] for k in runs}
+  for i in range(warmup + steps):
+    for k, fn in runs.items():
+      t = _once(fn)
+      if i >= warmup:
+        times[k].append(t)
+  return times
+
+
+def _ratio(num: list[float], den: list[float]) -> float:
+  """Median over rounds of num / den (same-round pairs)."""
+  return round(statistics.median(n / d for n, d in zip(num, den)), 2)
+
+
+def _stats(t: list[float]) -> dict[str, Any]:
+  return {"step_s": round(statistics.median(t), 3),
+          "step_s_range": [round(min(t), 3), round(max(t), 3)]}
 
 
 def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
                          threads: int, bfloat16: bool = True
                          ) -> dict[str, Any]:
-  """Times the official FDP train step in JAX and (if installed) PyTorch."""
+  """Times the official FDP train step in JAX and (if installed) PyTorch.
+
+  The routes take turns (JAX float32, PyTorch float32, JAX bfloat16,
+  PyTorch bfloat16, JAX float32, ...), and each speed-up is the median over
+  rounds of the same-round ratio: PyTorch's step time swings most on a
+  shared machine, so timing one side after the other is not fair.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
 
   cfg = dict(fdp_official.FULL_CONFIG if width == "full"
              else fdp_official.SMALL_CONFIG)
-  jax_t = _time_jax_fdp_step(cfg, batch, steps, warmup)
-  flops = jax_t["flops"]
-  peak = matmul_gflops()
-  result: dict[str, Any] = {
-      "model": f"fdp_official ({width})", "n_params": jax_t["n_params"],
-      "batch": batch, "input": [8, 64, 64, 1],
-      "jax_step_s": round(jax_t["median_s"], 3),
-      "jax_step_s_range": [round(jax_t["min_s"], 3), round(jax_t["max_s"], 3)],
-      "jax_cpu_over_wall": round(jax_t["cpu_over_wall"], 2),
-      "jax_clips_per_s": round(batch / jax_t["median_s"], 3),
-      "jax_compile_s": round(jax_t["compile_s"], 1),
-      "step_gflop": round(flops / 1e9, 1),
-      "jax_gflops": round(flops / 1e9 / jax_t["median_s"], 1),
-      "fp32_matmul_gflops": round(peak, 1),
-      "torch_step_s": None, "torch_clips_per_s": None, "speedup": None,
-      "torch_threads": threads, "torch": None, "torch_skipped": None,
-      "bfloat16": None,
-  }
+  backend = jax.default_backend()
+  # On a CPU only dots gain from bfloat16 (XLA:CPU upcasts convolutions), so
+  # convs on maps up to 32x32 go through im2col; accelerators take bfloat16
+  # convs natively.
+  routes = {"float32": {"matmul_dtype": "float32", "im2col_max_pixels": 4}}
   if bfloat16:
-    # On a CPU only dots gain from bfloat16 (XLA:CPU upcasts convolutions),
-    # so convs on maps up to 32x32 go through im2col; accelerators take
-    # bfloat16 convs natively.
-    im2col = 1024 if jax.default_backend() == "cpu" else 0
-    kw = dict(cfg, matmul_dtype="bfloat16", im2col_max_pixels=im2col)
-    b = _time_jax_fdp_step(kw, batch, steps, warmup)
-    result["bfloat16"] = {
-        "jax_model_kwargs": {"matmul_dtype": "bfloat16",
-                             "im2col_max_pixels": im2col},
-        "jax_step_s": round(b["median_s"], 3),
-        "jax_step_s_range": [round(b["min_s"], 3), round(b["max_s"], 3)],
-        "jax_clips_per_s": round(batch / b["median_s"], 3),
-        "torch_step_s": None, "torch_clips_per_s": None,
-        "speedup_vs_torch_fp32": None, "speedup_vs_torch_bf16": None,
-    }
+    routes["bfloat16"] = {"matmul_dtype": "bfloat16",
+                          "im2col_max_pixels": 1024 if backend == "cpu" else 0}
+  auto = fdp_official.resolve_kwargs(
+      {"matmul_dtype": "auto", "im2col_max_pixels": -1}, backend)
+  runs, infos = {}, {}
+  for name, kw in routes.items():
+    runs[f"jax_{name}"], infos[name] = _jax_fdp_step(dict(cfg, **kw), batch)
+  torch_skipped, torch_version = None, None
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # pylint: disable=g-import-not-at-top
     import fdp_torch  # pylint: disable=g-import-not-at-top
+    torch_version = torch.__version__
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    for name in routes:
+      runs[f"torch_{name}"] = fdp_torch.make_step(
+          batch, model_kwargs=cfg, bfloat16=name == "bfloat16")[0]
   except ImportError as e:
-    result["torch_skipped"] = (
+    torch_skipped = (
         f"PyTorch is not installed ({e}); install the `bench` extra "
         "(pip install -e '.[bench]') to time the PyTorch step side by side.")
-    print(result["torch_skipped"])
-    return result
-  t = fdp_torch.time_train_step(batch=batch, warmup=warmup, reps=steps,
-                                threads=threads, model_kwargs=cfg)
-  result.update({
-      "torch": torch.__version__,
-      "torch_step_s": round(t["median_s"], 3),
-      "torch_step_s_range": [round(t["min_s"], 3), round(t["max_s"], 3)],
-      "torch_clips_per_s": round(batch / t["median_s"], 3),
-      "torch_gflops": round(flops / 1e9 / t["median_s"], 1),
-      "speedup": round(t["median_s"] / jax_t["median_s"], 2),
-  })
+    print(torch_skipped)
+  # Interleave in the order jax_f32, torch_f32, jax_bf16, torch_bf16.
+  order = [k for n in routes for k in (f"jax_{n}", f"torch_{n}") if k in runs]
+  times = _interleave({k: runs[k] for k in order}, steps, warmup)
+  if torch_version is not None:
+    torch.set_num_threads(prev_threads)
+  flops = infos["float32"]["flops"]
+  peak = matmul_gflops()
+  jt = times["jax_float32"]
+  tt = times.get("torch_float32")
+  result: dict[str, Any] = {
+      "model": f"fdp_official ({width})", "n_params": infos["float32"]["n_params"],
+      "batch": batch, "input": [8, 64, 64, 1], "interleaved_rounds": steps,
+      "jax_model_kwargs": routes["float32"],
+      "jax_step_s": _stats(jt)["step_s"], "jax_step_s_range": _stats(jt)["step_s_range"],
+      "jax_clips_per_s": round(batch / statistics.median(jt), 3),
+      "jax_compile_s": round(infos["float32"]["compile_s"], 1),
+      "step_gflop": round(flops / 1e9, 1),
+      "jax_gflops": round(flops / 1e9 / statistics.median(jt), 1),
+      "fp32_matmul_gflops": round(peak, 1),
+      "torch_step_s": None, "torch_clips_per_s": None, "speedup": None,
+      "torch_threads": threads, "torch": torch_version,
+      "torch_skipped": torch_skipped, "bfloat16": None,
+      # What `matmul_dtype="auto"`, `im2col_max_pixels=-1` pick here.
+      "auto_model_kwargs": auto,
+  }
+  if tt:
+    result.update({
+        "torch_step_s": _stats(tt)["step_s"],
+        "torch_step_s_range": _stats(tt)["step_s_range"],
+        "torch_clips_per_s": round(batch / statistics.median(tt), 3),
+        "torch_gflops": round(flops / 1e9 / statistics.median(tt), 1),
+        "speedup": _ratio(tt, jt)})
   if bfloat16:
-    tb = fdp_torch.time_train_step(batch=batch, warmup=warmup, reps=steps,
-                                   threads=threads, model_kwargs=cfg,
-                                   bfloat16=True)
-    b16 = result["bfloat16"]
-    b16.update({
-        "torch_step_s": round(tb["median_s"], 3),
-        "torch_step_s_range": [round(tb["min_s"], 3), round(tb["max_s"], 3)],
-        "torch_clips_per_s": round(batch / tb["median_s"], 3),
-        "speedup_vs_torch_fp32": round(t["median_s"] / b16["jax_step_s"], 2),
-        "speedup_vs_torch_bf16": round(tb["median_s"] / b16["jax_step_s"], 2),
-    })
+    bt = times["jax_bfloat16"]
+    b16 = {"jax_model_kwargs": routes["bfloat16"], **{
+               "jax_" + k: v for k, v in _stats(bt).items()},
+           "jax_clips_per_s": round(batch / statistics.median(bt), 3),
+           "jax_compile_s": round(infos["bfloat16"]["compile_s"], 1),
+           "speedup_vs_jax_fp32": _ratio(jt, bt),
+           "torch_step_s": None, "torch_clips_per_s": None,
+           "speedup_vs_torch_fp32": None, "speedup_vs_torch_bf16": None}
+    tb = times.get("torch_bfloat16")
+    if tt and tb:
+      b16.update({"torch_" + k: v for k, v in _stats(tb).items()})
+      b16.update({"torch_clips_per_s": round(batch / statistics.median(tb), 3),
+                  "speedup_vs_torch_fp32": _ratio(tt, bt),
+                  "speedup_vs_torch_bf16": _ratio(tb, bt)})
+    result["bfloat16"] = b16
+    # The same-round ratio, as every speed-up here.
+    result["fastest_route"] = ("bfloat16" if b16["speedup_vs_jax_fp32"] > 1
+                               else "float32")
   return result
 
 
@@ -305,6 +357,49 @@ def bench_fold_parallel(step, batch, states, ks, steps: int, warmup: int
   return rows, b / seq
 
 
+def bench_checkpoint_cost(config) -> dict[str, Any]:
+  """Share of one fold's wall time spent blocked in checkpoint saves."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
+  if not config.protocol.folds:
+    corpus = sources.load_corpus(list(config.input.datasets),
+                                 config.input.data_dir or None,
+                                 show_progress=False)
+    config.protocol.folds = (corpus.subjects[0],)
+  spent, saves = [0.0], [0]
+  originals = {n: getattr(ocp.CheckpointManager, n)
+               for n in ("save", "wait_until_finished")}
+
+  def timed(name):
+    def fn(self, *a, **k):
+      t = time.perf_counter()
+      try:
+        return originals[name](self, *a, **k)
+      finally:
+        spent[0] += time.perf_counter() - t
+        saves[0] += name == "save"
+    return fn
+
+  for n in originals:
+    setattr(ocp.CheckpointManager, n, timed(n))
+  try:
+    with tempfile.TemporaryDirectory() as workdir:
+      t0 = time.perf_counter()
+      train.train_and_evaluate(config, workdir)
+      wall = time.perf_counter() - t0
+  finally:
+    for n, f in originals.items():
+      setattr(ocp.CheckpointManager, n, f)
+  return {"fold": list(config.protocol.folds), "num_steps": config.num_steps,
+          "checkpoint_every": config.checkpoint_every, "saves": saves[0],
+          "save_blocked_s": round(spent[0], 2), "wall_s": round(wall, 1),
+          "share": round(spent[0] / wall, 4),
+          "note": "time the trainer waits on orbax; the async write's own "
+                  "CPU time on the other thread is not counted"}
+
+
 def memory_stats() -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   out: dict[str, Any] = {"peak_rss_mb": round(
@@ -324,7 +419,9 @@ def memory_stats() -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
   m = r["machine"]
-  print(f"\n{m['processor']} x{m['cpu_count']}, {m['backend']} "
+  flags = [k for k, v in m["cpu_flags"].items() if v]
+  print(f"\n{m['cpu_model']} ({m['cpu_kind']}: {' '.join(flags)})")
+  print(f"{m['processor']} x{m['cpu_count']}, {m['backend']} "
         f"{m['devices']}, jax {m['jax']}, load {m['loadavg_start']} -> "
         f"{m['loadavg_end']}")
   f = r.get("fdp_train_step")
@@ -338,7 +435,8 @@ def print_table(r: dict[str, Any]) -> None:
       print(f"{'torch':<10}{f['torch_step_s']:>9.3f}"
             f"{f['torch_clips_per_s']:>9.2f}{f['torch_gflops']:>9.1f}"
             f"   ({f['torch_threads']} threads, torch {f['torch']})")
-      print(f"speed-up jax/torch: {f['speedup']:.2f}x (goal >= 2x)")
+      print(f"speed-up jax/torch: {f['speedup']:.2f}x (median of same-round "
+            f"ratios over {f['interleaved_rounds']} interleaved rounds)")
     else:
       print(f"torch: skipped ({f['torch_skipped']})")
     b = f.get("bfloat16")
@@ -348,9 +446,13 @@ def print_table(r: dict[str, Any]) -> None:
       if b["torch_step_s"] is not None:
         print(f"{'torch bf16':<10}{b['torch_step_s']:>9.3f}"
               f"{b['torch_clips_per_s']:>9.2f}{'':>9}   (torch.autocast)")
-        print(f"speed-up jax bf16 / torch fp32: "
+        print(f"speed-up jax bf16 / jax fp32: {b['speedup_vs_jax_fp32']:.2f}x; "
+              f"jax bf16 / torch fp32: "
               f"{b['speedup_vs_torch_fp32']:.2f}x; "
               f"/ torch bf16: {b['speedup_vs_torch_bf16']:.2f}x")
+    if f.get("fastest_route"):
+      print(f"fastest route here: {f['fastest_route']}; matmul_dtype='auto' "
+            f"picks {f['auto_model_kwargs']}")
     print(f"fp32 matmul on this machine: {f['fp32_matmul_gflops']} GFLOP/s, "
           f"so a step cannot take less than "
           f"{f['step_gflop'] / f['fp32_matmul_gflops']:.2f} s here")
@@ -372,14 +474,18 @@ def print_table(r: dict[str, Any]) -> None:
 def main(argv) -> int:
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  unknown = sorted(set(FLAGS.sections) - set(SECTIONS))
+  unknown = sorted(set(FLAGS.sections) - set(SECTIONS) - set(EXTRA_SECTIONS))
   if unknown:
     print(f"Unknown --sections {unknown}; choose from {list(SECTIONS)}",
           file=sys.stderr)
     return 2
   threads = FLAGS.threads or os.cpu_count() or 1
+  from mer_jax import hardware  # pylint: disable=g-import-not-at-top
+  cpu = hardware.cpu_info()
   result: dict[str, Any] = {"machine": {
       "processor": platform.processor() or platform.machine(),
+      "cpu_model": cpu["model"], "cpu_flags": cpu["flags"],
+      "cpu_kind": ("avx512" if cpu["flags"]["avx512f"] else "no-avx512"),
       "cpu_count": os.cpu_count(), "backend": jax.default_backend(),
       "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
       "loadavg_start": _loadavg()}}
@@ -404,6 +510,12 @@ def main(argv) -> int:
     if "input_pipeline" in loso:
       result["input_pipeline"] = bench_input_pipeline(
           config, it, step_rate, FLAGS.steps, FLAGS.warmup)
+  if "checkpoint_cost" in FLAGS.sections:
+    result["checkpoint_cost"] = bench_checkpoint_cost(FLAGS.config)
+    c = result["checkpoint_cost"]
+    print(f"checkpoint cost: {c['saves']} saves (every {c['checkpoint_every']} of "
+          f"{c['num_steps']} steps) blocked {c['save_blocked_s']} s of "
+          f"{c['wall_s']} s = {100 * c['share']:.1f} %")
   result["memory"] = memory_stats()
   result["machine"]["loadavg_end"] = _loadavg()
   print_table(result)

@@ -489,6 +489,32 @@ def _loadavg() -> list[float] | None:
     return None
 
 
+def make_step(batch: int = 8, seed: int = 0,
+              model_kwargs: Mapping[str, Any] | None = None,
+              bfloat16: bool = False):
+  """`(step, model)`: `step()` runs one official training step, returns the loss.
+
+  The inputs and model of `time_train_step` (which see); the caller sets
+  the thread count. `scripts/bench.py` interleaves such steps with JAX's.
+  """
+  torch.manual_seed(seed)
+  model = FDP(**dict(model_kwargs or {}))
+  model.train()
+  opt = official_optimizer(model)
+  g = torch.Generator().manual_seed(seed)
+  t, h, w = model.num_frames, 64, 64
+  video = torch.randn(batch, 1, t, 1, h, w, generator=g)
+  dyimg = torch.randint(0, 256, (batch,) + model.rep_shape[:2], generator=g,
+                        dtype=torch.uint8)
+  label = torch.randint(0, model.mer.fc2.out_features, (batch,), generator=g)
+
+  def step() -> float:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+      return float(train_step(model, opt, video, dyimg, label)["loss_final"])
+
+  return step, model
+
+
 def time_train_step(batch: int = 8, warmup: int = 2, reps: int = 5,
                     threads: int = 2, seed: int = 0,
                     model_kwargs: Mapping[str, Any] | None = None,
@@ -516,22 +542,12 @@ def time_train_step(batch: int = 8, warmup: int = 2, reps: int = 5,
   prev_threads = torch.get_num_threads()
   torch.set_num_threads(threads)
   try:
-    torch.manual_seed(seed)
-    model = FDP(**dict(model_kwargs or {}))
-    model.train()
-    opt = official_optimizer(model)
-    g = torch.Generator().manual_seed(seed)
-    t, h, w = model.num_frames, 64, 64
-    video = torch.randn(batch, 1, t, 1, h, w, generator=g)
-    dyimg = torch.randint(0, 256, (batch,) + model.rep_shape[:2], generator=g,
-                          dtype=torch.uint8)
-    label = torch.randint(0, model.mer.fc2.out_features, (batch,), generator=g)
+    step, model = make_step(batch, seed, model_kwargs, bfloat16)
     load0 = _loadavg()
     times, cpus, loss = [], [], float("nan")
     for i in range(warmup + reps):
       w0, c0 = time.perf_counter(), time.process_time()
-      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-        loss = train_step(model, opt, video, dyimg, label)["loss_final"]
+      loss = step()
       dt, dc = time.perf_counter() - w0, time.process_time() - c0
       if i >= warmup:
         times.append(dt)

@@ -37,9 +37,19 @@ def get_module(name: str) -> ModuleType:
         "Set config.model_name to one of them.") from None
 
 
-def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-  """Instantiates model `name` with its config kwargs."""
+def get_model(name: str, num_classes: int, *, platform: str | None = None,
+              **kwargs: Any) -> nn.Module:
+  """Instantiates model `name` with its config kwargs.
+
+  A module may define `resolve_kwargs(kwargs, platform) -> kwargs` to turn
+  "auto" settings into the fastest ones for `platform` ("cpu", "gpu",
+  "tpu"; default: `jax.default_backend()`).
+  """
   module = get_module(name)
+  resolve = getattr(module, "resolve_kwargs", None)
+  if resolve is not None:
+    import jax  # pylint: disable=g-import-not-at-top
+    kwargs = resolve(kwargs, platform or jax.default_backend())
   try:
     return module.Model(num_classes=num_classes, **kwargs)
   except TypeError as e:

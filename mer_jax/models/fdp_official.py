@@ -83,6 +83,27 @@ import numpy as np
 Array = jax.Array
 
 # Official full-model configuration (FDP() has no arguments).
+def resolve_kwargs(kwargs: dict[str, Any], platform: str) -> dict[str, Any]:
+  """Resolves `matmul_dtype="auto"` and `im2col_max_pixels=-1` for `platform`.
+
+  The fastest route measured (scripts/bench.py, README): on a CPU with
+  AVX512-BF16 (or AMX) bfloat16 products with im2col on maps up to 32x32
+  (1024 px); on a CPU without them float32 (bfloat16 gained nothing there)
+  with im2col only on the 2x2 maps (4 px); on a GPU / TPU bfloat16 products
+  and the backend's own convolutions (0).
+  """
+  from mer_jax import hardware  # pylint: disable=g-import-not-at-top
+  kw = dict(kwargs)
+  cpu = platform == "cpu"
+  bf16 = not cpu or hardware.cpu_has_bf16_dots()
+  if kw.get("matmul_dtype") == "auto":
+    kw["matmul_dtype"] = "bfloat16" if bf16 else "float32"
+  if kw.get("im2col_max_pixels") == -1:
+    kw["im2col_max_pixels"] = (0 if not cpu else
+                               1024 if kw.get("matmul_dtype") == "bfloat16" else 4)
+  return kw
+
+
 FULL_CONFIG: dict[str, Any] = dict(
     stem_chs=(64, 32, 64),
     depths=(3, 4, 10, 3),
