@@ -603,3 +603,13 @@ def test_nested_lookup_and_offset_cut(tmp_path):
   assert corpus.cut_offset(files, 5, 8, "b", log) == 8
   assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
   assert log.noted(corpus.OFFSET_CUT) == 1
+
+
+def test_casme3_unpacked_one_folder_down(tmp_path):
+  """CAS(ME)^3 as unpacked inside its archive's top folder: same records."""
+  exp = cf.make_casme3(str(tmp_path / "manual" / "CAS(ME)3"))
+  b = build("casme3", tmp_path / "manual", tmp_path / "data", "7class")
+  assert {s: b.info.splits[s].num_examples for s in b.info.splits} == (
+      exp.for_protocol("7class").splits)
+  assert b.report["annotation"]["file"].replace(os.sep, "/").startswith(
+      "CAS(ME)3/part_A/annotation/")
