@@ -57,7 +57,6 @@ Data: the clips of `config.input.datasets`, read through their TFDS builders
 corpora come from builders only (`tfds_builders/`), never from a renderer
 in this module; `config.pretrain.source` stays "tfds" (the only value).
 """
-"""
 
 from __future__ import annotations
 

@@ -240,18 +240,23 @@ def _swap_side(name: str) -> str:
   return "_".join(swap.get(tok, tok) for tok in name.split("_"))
 
 
-def bump_field(bumps, landmarks: dict[str, np.ndarray], size: int,
+def bump_field(bumps, landmarks: dict[str, np.ndarray], size: int = INTERNAL_SIZE,
                width: float = 1.0,
-               side_gain: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+               side_gain: tuple[float, float] = (1.0, 1.0),
+               points: np.ndarray | None = None) -> np.ndarray:
   """A sum of Gaussian displacement bumps, `[size, size, 2]` float32 (dx, dy).
 
   `bumps` is a sequence of `(landmark, (dx, dy), sigma)`; dx > 0 points toward
   the face midline (the eye centres' mean), so one entry describes both sides.
-  Not normalised.
+  Not normalised. With `points` `[P, 2]` (x, y), the field at those points
+  only, `[P, 2]`.
   """
   mid_x = (landmarks["eye_l"][0] + landmarks["eye_r"][0]) / 2
-  ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-  field = np.zeros((size, size, 2), np.float32)
+  if points is None:
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+  else:
+    xs, ys = points[:, 0], points[:, 1]
+  field = np.zeros(xs.shape + (2,), np.float32)
   for name, (dx, dy), sigma in bumps:
     cx, cy = landmarks[name]
     right = cx > mid_x
@@ -272,15 +277,20 @@ def geometry_field(coefficients: np.ndarray, landmarks: dict[str, np.ndarray],
                    side_gains: np.ndarray | None = None) -> np.ndarray:
   """Identity geometry: `sum_k coefficients[k] * unit field of feature k`.
 
-  Each feature's field (`GEOMETRY_BUMPS`) is normalised to a 1 px maximum,
-  so `coefficients[k]` is feature k's largest displacement in px. Returns
-  `[size, size, 2]` float32.
+  Each feature's field (`GEOMETRY_BUMPS`) is normalised to a mean of 1 px at
+  its own landmarks, so `coefficients[k]` is how far feature k moves them,
+  in px (times the per-side gain). Returns `[size, size, 2]` float32.
   """
   field = np.zeros((size, size, 2), np.float32)
   for k, name in enumerate(GEOMETRY_FEATURES):
     gain = (1.0, 1.0) if side_gains is None else tuple(side_gains[k])
-    field += coefficients[k] * _normalised(
-        bump_field(GEOMETRY_BUMPS[name], landmarks, size, side_gain=gain))
+    f = bump_field(GEOMETRY_BUMPS[name], landmarks, size, side_gain=gain)
+    # Normalised so the mean displacement at the feature's own landmarks is
+    # 1 px (before side gains): `coefficients[k]` is how far they move.
+    at = [np.linalg.norm(bump_field(GEOMETRY_BUMPS[name], landmarks,
+                                    points=landmarks[n][None])[0])
+          for n, _, _ in GEOMETRY_BUMPS[name]]
+    field += coefficients[k] * f / max(float(np.mean(at)), 1e-6)
   return field
 
 
@@ -470,6 +480,29 @@ def clip_geometry(seed: int, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
   return draw_geometry(rng, CLIP_GEOMETRY_SIGMA, CLIP_GEOMETRY_MAX)
 
 
+def _clip_neutral(seed: int, plan: ClipPlan):
+  """The clip's rng (after the pose draws), posed face, geometry field,
+  neutral landmarks and geometry coefficients."""
+  face, lm0 = subject_face(plan.subject_index)
+  # A distinct stream from the planner's, same (seed, subject, clip) key.
+  rng = np.random.default_rng([seed, plan.subject_index, plan.clip_index, 1])
+  base, lm = random_pose(rng, face, lm0, 4.0, 0.05, 3.0)
+  coef, gains = clip_geometry(seed, plan)
+  static = geometry_field(coef, lm, INTERNAL_SIZE, gains)
+  return rng, base, static, warp_landmarks(static, lm), coef
+
+
+def clip_landmarks(seed: int, plan: ClipPlan):
+  """The clip's landmarks `(neutral, apex)`, without rendering pixels.
+
+  `neutral` has the clip's pose and geometry; `apex` adds the full AU field.
+  """
+  rng, _, _, lm, _ = _clip_neutral(seed, plan)
+  amplitude = rng.uniform(*AMPLITUDE_RANGE)
+  motion = au_field(plan.label, lm, rng) * amplitude
+  return lm, warp_landmarks(motion, lm)
+
+
 def render_clip(seed: int, plan: ClipPlan, size: int = INTERNAL_SIZE,
                 return_aux: bool = False):
   """Renders one clip: uint8 RGB frames `[T, size, size, 3]`.
@@ -478,13 +511,7 @@ def render_clip(seed: int, plan: ClipPlan, size: int = INTERNAL_SIZE,
   geometry and pose, at 112 px), `region` (the `[112, 112]` AU mask),
   `amplitude` (px at apex) and `geometry` (the clip's coefficients `[F]`).
   """
-  face, lm0 = subject_face(plan.subject_index)
-  # A distinct stream from the planner's, same (seed, subject, clip) key.
-  rng = np.random.default_rng([seed, plan.subject_index, plan.clip_index, 1])
-  base, lm = random_pose(rng, face, lm0, 4.0, 0.05, 3.0)
-  coef, gains = clip_geometry(seed, plan)
-  static = geometry_field(coef, lm, INTERNAL_SIZE, gains)
-  lm = warp_landmarks(static, lm)
+  rng, base, static, lm, coef = _clip_neutral(seed, plan)
   amplitude = rng.uniform(*AMPLITUDE_RANGE)
   motion = au_field(plan.label, lm, rng) * amplitude
   frames = render_frames(base, static, motion, envelope(plan), rng, size)
