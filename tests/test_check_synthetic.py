@@ -51,8 +51,11 @@ def test_controls_tiny(tiny_frames):
   """
   onset, apex, labels, subjects = tiny_frames
   assert apex.shape == (40, 32, 32) and onset.shape == apex.shape
-  res = cs.run_controls(onset, apex, labels, subjects, seed=0, cnn_steps=20)
-  assert set(res) == set(cs.CONTROLS)
+  wanted = ("apex HOG", "onset HOG", "|apex-onset| HOG", "apex CNN")
+  res = cs.run_controls(onset, apex, labels, subjects, seed=0, cnn_steps=20,
+                        controls=wanted)
+  assert set(res) == set(wanted) and set(cs.SINGLE_FRAME) <= set(wanted)
+  assert 0.0 <= res["apex CNN"]["train_accuracy"] <= 1.0
   for r in res.values():
     assert len(r["folds"]) == 4
     assert r["accuracy"] == pytest.approx(np.mean(r["folds"]))  # equal folds
