@@ -36,6 +36,8 @@ from mer_jax import models
 from mer_jax.data import pipeline
 from mer_jax.data import sampling
 
+log = logging.getLogger(__name__)
+
 META_FILE = checkpoints.META_FILE
 
 
@@ -222,6 +224,13 @@ class Predictor:
       return out
 
     self._apply = jax.jit(apply)
+    if getattr(model, "batch_inputs", ()):
+      # e.g. miacnet apex="annotated": a raw clip has no annotation.
+      log.warning("%s takes %s from the corpus annotations; a raw clip has "
+                  "none, so the model falls back (miacnet: the estimated "
+                  "apex, apex_fallback=%r).", self.config.model_name,
+                  ", ".join(model.batch_inputs),
+                  getattr(model, "apex_fallback", None))
     # On the default device once, not per call.
     self._device_variables = jax.device_put(self.variables)
     self._normalize = pipeline.Normalize(self.config.input)

@@ -116,6 +116,11 @@ def _variables(params, batch_stats):
   return v
 
 
+def _batch_inputs(model, batch) -> dict[str, Any]:
+  """Batch entries a model takes besides the frames (`model.batch_inputs`)."""
+  return {k: batch[k] for k in getattr(model, "batch_inputs", ()) if k in batch}
+
+
 def make_train_step(model, tx, aux_losses: Callable | None,
                     aux_kwargs: dict[str, Any]):
   """`train_step(state, batch, rng) -> (state, metrics)`; rng is per fold."""
@@ -128,7 +133,8 @@ def make_train_step(model, tx, aux_losses: Callable | None,
     def loss_fn(params):
       mutable = ["batch_stats"] if state.batch_stats else False
       out = model.apply(_variables(params, state.batch_stats), batch["frames"],
-                        train=True, rngs={"dropout": step_rng}, mutable=mutable)
+                        train=True, rngs={"dropout": step_rng}, mutable=mutable,
+                        **_batch_inputs(model, batch))
       (logits, aux), new_vars = out if mutable else (out, {})
       ce = optax.softmax_cross_entropy_with_integer_labels(
           logits.astype(jnp.float32), batch["label"])
@@ -159,7 +165,7 @@ def make_eval_step(model):
 
   def eval_step(params, batch_stats, batch):
     logits, _ = model.apply(_variables(params, batch_stats), batch["frames"],
-                            train=False)
+                            train=False, **_batch_inputs(model, batch))
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
   return eval_step
@@ -174,7 +180,7 @@ def make_preview_step(model):
 
   def preview_step(params, batch_stats, batch):
     _, aux = model.apply(_variables(params, batch_stats), batch["frames"],
-                         train=False)
+                         train=False, **_batch_inputs(model, batch))
     return aux[PREVIEW_KEY].astype(jnp.float32)
 
   return preview_step

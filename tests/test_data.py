@@ -213,6 +213,17 @@ def test_stand_in_apex_is_unknown_to_the_pipeline():
     assert b["apex_index"].tolist() == [got[i] for i in b["index"]]
 
 
+def test_has_annotated_apex():
+  base = {"onset": 2, "apex": 5, "offset": 9}
+  assert sources.has_annotated_apex(base)
+  assert sources.has_annotated_apex({**base, "apex_annotated": None})
+  assert sources.has_annotated_apex({**base, "apex_annotated": np.bool_(True)})
+  assert not sources.has_annotated_apex({**base, "apex_annotated": False})
+  assert not sources.has_annotated_apex({**base, "apex": -1})
+  assert not sources.has_annotated_apex({**base, "apex": 11})
+  assert not sources.has_annotated_apex({"onset": 2, "offset": 9})
+
+
 @pytest.mark.parametrize("start", [0, 3])
 def test_process_shards_of_train_batches_make_the_global_batch(start):
   """Each process decodes only its rows; together they are the 1-process batch."""
@@ -231,3 +242,48 @@ def test_process_shards_of_train_batches_make_the_global_batch(start):
       np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), want[k])
   with pytest.raises(ValueError, match="not divisible"):
     pipeline.train_dataset(corpus, corpus.clips, cfg, 3, seed=0, shard_count=2)
+
+
+def test_targets_are_dynamic_images_of_the_augmented_frames():
+  """With augmentation on, each batch target is its own input's dynamic image.
+
+  The clips are left-right asymmetric and move over time, so a target made
+  before a flip, rotation or shift would not match the frames the model sees.
+  """
+  from mer_jax.data import dynamic_image
+  size, n = 16, 8
+  yy, xx = np.mgrid[:size, :size]
+  clips, records = [], []
+  for k in range(6):
+    frames = []
+    for i in range(n):  # a blob that drifts right and brightens, off centre
+      blob = np.exp(-((xx - 3 - 0.6 * i - k % 3) ** 2 + (yy - 5 - k % 2) ** 2) / 6.0)
+      img = np.clip(40 + 8 * xx + 120 * blob * (1 + 0.1 * i), 0, 255)
+      frames.append(sources.encode_png(np.repeat(img[..., None], 3, -1)
+                                       .astype(np.uint8)))
+    records.append({"frames": frames, "onset": np.int32(0),
+                    "offset": np.int32(n - 1), "apex": np.int32(4)})
+    clips.append(sources.Clip(0, k, f"d/s{k % 2}", k % 2, f"d/s{k % 2}/c{k}"))
+  corpus = sources.Corpus(("d",), ("a", "b"), [records], clips, 0)
+  cfg = _input_cfg()
+  cfg.size, cfg.num_frames, cfg.targets = size, n, ("dynamic_image",)
+  cfg.augment.max_shift = 0.1
+  load = pipeline.LoadClip(corpus, corpus.clips, cfg)
+  it = pipeline.train_dataset(corpus, corpus.clips, cfg, 6, seed=0)
+  mismatched_before = 0
+  for _ in range(2):
+    b = next(it)
+    seen = (b["frames"] * cfg.std + cfg.mean) * 255.0  # un-normalise
+    for j in range(len(b["index"])):
+      want = dynamic_image.dynamic_image(seen[j])
+      # Float round trip: a truncation may land one uint8 step away.
+      np.testing.assert_allclose(b["dynamic_image"][j], want, atol=1 / 255 + 1e-6)
+      assert np.mean(np.abs(b["dynamic_image"][j] - want)) < 2e-3
+      raw = dynamic_image.dynamic_image(load(int(b["index"][j]))["frames"])
+      mismatched_before += np.abs(raw - b["dynamic_image"][j]).max() > 0.1
+  assert mismatched_before > 0  # the un-augmented target would be wrong
+  # Evaluation (no augmentation): the official uint8 target, bit for bit.
+  (e,) = list(pipeline.eval_batches(corpus, corpus.clips, cfg, 6))
+  for j in range(6):
+    np.testing.assert_array_equal(
+        e["dynamic_image"][j], dynamic_image.dynamic_image(load(j)["frames"]))

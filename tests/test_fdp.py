@@ -70,7 +70,9 @@ def test_forward_values(tiny):
   logits, aux = jax.jit(lambda x: model.apply(variables, x, train=False))(
       batch["frames"])
   assert np.all(np.isfinite(np.asarray(logits)))
-  np.testing.assert_allclose(aux["rank_weights"].sum(1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      aux["rank_weights"], fdp.temporal_pool_weights(aux["rank_scores"]),
+      rtol=1e-5, atol=1e-6)
   di = np.asarray(aux["dynamic_image"])
   assert di.min() >= 0.0 and di.max() <= 1.0
   # Motion input: without the appearance stream a static image added to
@@ -80,6 +82,49 @@ def test_forward_values(tiny):
   logits2, _ = jax.jit(lambda x: model.apply(variables, x, train=False))(
       batch["frames"] + static)
   np.testing.assert_allclose(logits, logits2, atol=1e-4)
+
+
+def test_pooling_depends_on_frame_order(tiny):
+  """Reversed or shuffled frames give another dynamic representation.
+
+  The `softmax` ablation pools the same way for any order of frames 1..T-1.
+  """
+  model, variables = tiny
+  x = _batch()["frames"]
+  perm = jnp.array([0, 3, 1, 4, 2])  # frame 0 stays the onset reference
+  views = {"clip": x, "reversed": x[:, ::-1], "shuffled": x[:, perm]}
+  for pooling in ("rank_pool", "softmax"):
+    m = fdp.Model(num_classes=3, pooling=pooling, **TINY)
+    f = jax.jit(lambda x, m=m: m.apply(variables, x, train=False))
+    out = {k: f(v) for k, v in views.items()}
+    d = {k: np.asarray(a["dynamic_representation"]) for k, (_, a) in out.items()}
+    scale = np.abs(d["clip"]).max()
+    assert np.abs(d["reversed"] - d["clip"]).max() > 1e-2 * scale
+    change = np.abs(d["shuffled"] - d["clip"]).max()
+    logits_change = np.abs(np.asarray(out["shuffled"][0] - out["clip"][0])).max()
+    if pooling == "rank_pool":
+      assert change > 1e-2 * scale, change
+      assert logits_change > 1e-4, logits_change
+      di_change = np.abs(np.asarray(out["reversed"][1]["dynamic_image"]
+                                    - out["clip"][1]["dynamic_image"])).max()
+      assert di_change > 1e-3, di_change
+    else:
+      assert change < 1e-5 * scale, change
+
+
+def test_clip_and_reverse_give_different_dynamic_image_targets():
+  from mer_jax.data import dynamic_image
+  rng = np.random.default_rng(0)
+  clip = rng.integers(0, 256, (8, 16, 16, 1)).astype(np.uint8)
+  fwd = dynamic_image.dynamic_image(clip)
+  rev = dynamic_image.dynamic_image(clip[::-1])
+  assert np.abs(fwd - rev).mean() > 0.05
+  # The pooling coefficients are the target's: alpha over T, scaled.
+  w = fdp.temporal_pool_weights(jnp.zeros((1, 8)))[0]
+  alpha = dynamic_image.rank_pool_weights(8)
+  np.testing.assert_allclose(w, 2 * alpha / np.abs(alpha).sum(), rtol=1e-5)
+  with pytest.raises(ValueError, match="pooling"):
+    fdp.temporal_pool_weights(jnp.zeros((1, 8)), "mean")
 
 
 def test_full_size_default_model_eval_shape():
@@ -218,12 +263,21 @@ def test_aux_losses_use_batch_apex_index():
   aux = {"rank_scores": scores}
   batch = {"mask": jnp.array([1.0, 0.0]),
            "apex_index": jnp.array([2, 2], jnp.int32)}
-  kw = dict(di_weight=0.0, rank_weight=2.0, rank_margin=0.5)
-  assert float(fdp.aux_losses(aux, batch, **kw)["rank"]) == pytest.approx(1.5)
+  kw = dict(di_weight=0.0, rank_weight=2.0, rank_margin=0.5,
+            rank_window="to_peak")
+  on = fdp.aux_losses(aux, batch, rank_use_apex=True, **kw)["rank"]
+  assert float(on) == pytest.approx(1.5)
   off = fdp.aux_losses(aux, batch, rank_use_apex=False, **kw)["rank"]
   assert float(off) == 0.0
+  # Default: no key frames (the paper's setting), every pair rises.
+  assert float(fdp.aux_losses(aux, batch, di_weight=0.0, rank_weight=2.0,
+                              rank_margin=0.5)["rank"]) == 0.0
+  aux_rev = {"rank_scores": scores[:, ::-1]}
+  assert float(fdp.aux_losses(aux_rev, batch, di_weight=0.0, rank_weight=2.0,
+                              rank_margin=0.5)["rank"]) == pytest.approx(3.0)
   del batch["apex_index"]
-  assert float(fdp.aux_losses(aux, batch, **kw)["rank"]) == 0.0
+  on = fdp.aux_losses(aux, batch, rank_use_apex=True, **kw)["rank"]
+  assert float(on) == 0.0
 
 
 def test_gradients_reach_rank_scorer_and_decoder_and_train(tiny):
@@ -269,7 +323,9 @@ def test_gradients_reach_rank_scorer_and_decoder_and_train(tiny):
 
 
 @pytest.mark.parametrize("name,arg", [
-    ("fdp_synthetic", None), ("fdp_synthetic", "tiny"), ("fdp_samm", None),
+    ("fdp_synthetic", None), ("fdp_synthetic", "tiny"),
+    ("fdp_synthetic", "official_width"), ("fdp_synthetic", "apex_ranking"),
+    ("fdp_samm", None),
     ("fdp_casme2", "3class"), ("fdp_casme_sq", "4class"), ("fdp_casme3", None),
     ("fdp_composite", None)])
 def test_configs_instantiate(name, arg):
@@ -290,6 +346,11 @@ def test_configs_instantiate(name, arg):
                                variables, x)
   assert logits.shape == (2, 3)
   assert aux["dynamic_image"].shape == (2, i.size, i.size)
+  if arg == "official_width":  # the count the docstrings give
+    n = sum(p.size for p in jax.tree.leaves(variables["params"]["frame_rep"]))
+    assert n == 26_064_288, n
+  # The paper's setting: no key frames unless a config (by name) asks.
+  assert config.aux_loss.get("rank_use_apex", False) == (arg == "apex_ranking")
   batch = {"dynamic_image": jnp.zeros((2, i.size, i.size)), "mask": jnp.ones(2),
            "apex_index": jnp.array([i.num_frames // 2, -1], jnp.int32)}
   terms = jax.eval_shape(lambda a: fdp.aux_losses(a, batch, **config.aux_loss),

@@ -110,6 +110,44 @@ def test_onset_apex_selection():
   assert ap.tolist() == [3, 3]
 
 
+def test_annotated_apex_mode_and_fallback(tiny_miacnet):
+  """MMNet's protocol: the annotated apex; -1 (none annotated) is estimated."""
+  f = jnp.zeros((3, 6, 4, 4, 1)).at[:, 4].set(1.0)  # motion peaks at frame 4
+  select = jax.jit(miacnet.select_onset_apex,
+                   static_argnames=("apex", "apex_topk", "onset_jitter",
+                                    "apex_fallback"))
+  ann = jnp.array([2, -1, 0], jnp.int32)
+  on, ap = select(f, apex="annotated", apex_topk=1, onset_jitter=0, rng=None,
+                  apex_index=ann)
+  assert ap.tolist() == [2, 4, 1] and on.tolist() == [0, 0, 0]
+  on, ap = select(f, apex="annotated", apex_topk=2, onset_jitter=3,
+                  rng=jax.random.PRNGKey(0), apex_index=ann)
+  assert ap.tolist()[0::2] == [2, 1]  # annotated apexes are not jittered
+  assert all(0 <= o < a for o, a in zip(on.tolist(), ap.tolist()))
+  with pytest.raises(ValueError, match="apex_fallback"):
+    miacnet.select_onset_apex(f, apex="annotated", apex_topk=1, onset_jitter=0,
+                              rng=None, apex_index=ann, apex_fallback="annotated")
+  # The model: the trainer passes `batch_inputs`; eval uses the annotated apex.
+  model, _, variables = tiny_miacnet
+  assert model.apex == "annotated" and model.batch_inputs == ("apex_index",)
+  assert _tiny_model(apex="detrended")[0].batch_inputs == ()
+  x = _frames(3)
+  apply = jax.jit(lambda x, a: model.apply(variables, x, train=False,
+                                           apex_index=a))
+  _, aux = apply(x, jnp.array([3, -1], jnp.int32))
+  assert aux["apex_idx"].tolist()[0] == 3
+  assert aux["apex_fallback"].tolist() == [False, True]
+  # No apex_index at all (e.g. a raw video): every apex is estimated.
+  on, ap = miacnet.select_onset_apex(f, apex="annotated", apex_topk=1,
+                                     onset_jitter=0, rng=None)
+  assert ap.tolist() == [4, 4, 4]
+  eval_step = jax.jit(train.make_eval_step(model))
+  probs = [eval_step(variables["params"], variables["batch_stats"],
+                     {"frames": x, "apex_index": jnp.array([a, a], jnp.int32)})
+           for a in (1, 3)]
+  assert not np.allclose(np.asarray(probs[0]), np.asarray(probs[1]))
+
+
 def test_gradient_flow_to_both_branches(tiny_miacnet):
   model, _, variables = tiny_miacnet
   x, labels = _frames(4), jnp.array([0, 3])

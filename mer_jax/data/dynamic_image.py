@@ -23,7 +23,11 @@ def rank_pool_weights(num_frames: int) -> np.ndarray:
 
 
 def to_grey_uint8(clip_uint8: np.ndarray) -> np.ndarray:
-  """[T, H, W, C] uint8 -> [T, H, W] uint8 grey (PIL 'L' for C=3)."""
+  """[T, H, W, C] uint8 -> [T, H, W] uint8 grey (PIL 'L' for C=3).
+
+  A float clip (augmented frames in [0, 255]) gives float32 grey with the
+  same luma weights, unrounded.
+  """
   clip = np.asarray(clip_uint8)
   if clip.ndim == 3:
     return clip
@@ -31,6 +35,9 @@ def to_grey_uint8(clip_uint8: np.ndarray) -> np.ndarray:
     return clip[..., 0]
   if clip.shape[-1] != 3:
     raise ValueError(f"Expected 1 or 3 channels, got shape {clip.shape}")
+  if clip.dtype != np.uint8:
+    w = np.array([19595, 38470, 7471], np.float32) / np.float32(65536)
+    return (clip.astype(np.float32) @ w).astype(np.float32)
   # PIL Image.convert('L') integer formula (ITU-R 601-2 luma, rounded).
   c = clip.astype(np.uint32)
   grey = (c[..., 0] * 19595 + c[..., 1] * 38470 + c[..., 2] * 7471
@@ -68,7 +75,9 @@ def dynamic_image(clip_uint8: np.ndarray) -> np.ndarray:
   """Official FDP dynamic-image target.
 
   Args:
-    clip_uint8: uint8 [T, H, W, C] sampled clip (C = 1 or 3).
+    clip_uint8: uint8 [T, H, W, C] sampled clip (C = 1 or 3), or the
+      augmented clip as float32 in [0, 255] (the pipeline computes targets
+      after augmentation, so they match the frames the model sees).
 
   Returns:
     float32 [H, W] in [0, 1]: the uint8 dynamic image / 255.

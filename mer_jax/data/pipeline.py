@@ -10,7 +10,8 @@ A batch is a dict of numpy arrays:
     stand-in the builder filled in, e.g. every SMIC clip) or outside
     onset..offset, and -1 for eval padding. A record without
     `apex_annotated` (builds older than the field) keeps its apex;
-  plus one entry per `config.input.targets` name (see `targets.py`).
+  plus one entry per `config.input.targets` name (see `targets.py`),
+  computed from the frames after augmentation (`AddTargets`).
 
 Train: seeded shuffle, infinite repeat, per-example seeded augmentation,
 drop remainder; batch `k` is a pure function of (seed, k), so a resumed run
@@ -51,7 +52,7 @@ def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
 
 
 class LoadClip:
-  """Clip -> uint8 `[T, S, S, C]` clip + label (+ targets)."""
+  """Clip -> uint8 `[T, S, S, C]` clip + label (targets: `AddTargets`)."""
 
   def __init__(self, corpus: Corpus, clips: Sequence[Clip],
                cfg: ml_collections.ConfigDict):
@@ -61,9 +62,6 @@ class LoadClip:
     self.mode = cfg.temporal_sampling
     self.size = cfg.size
     self.channels = cfg.channels
-    self.targets = tuple(cfg.targets)
-    for t in self.targets:
-      targets_lib.get(t)  # fail early on unknown names
 
   def __call__(self, i: int) -> dict[str, Any]:
     clip = self.clips[i]
@@ -72,24 +70,40 @@ class LoadClip:
     onset, offset = int(rec["onset"]), int(rec["offset"])
     plan = sampling.frame_plan(len(frames), onset, offset, self.num_frames,
                                self.mode)
-    apex = int(rec["apex"]) if "apex" in rec else -1
-    # A stand-in apex (builder filled in the middle frame) is no annotation.
-    # Absent (older builds) or None (the field missing from the serialised
-    # record): trusted, as before the field existed.
-    annotated = rec.get("apex_annotated")
-    if annotated is not None and not annotated:
-      apex = -1
+    # A stand-in apex (builder filled in the middle frame) is no annotation;
+    # `apex_annotated` absent (older builds) or None (the field missing from
+    # the serialised record): trusted, as before the field existed.
+    apex = int(rec["apex"]) if sources.has_annotated_apex(rec) else -1
     x = sampling.gather(lambda j: sources.decode_frame(frames[j]), plan)
     x = resize_clip(x, self.size)
     if self.channels == 1:
       x = to_grey(x)
-    out = {"frames": x, "label": np.int32(clip.label), "index": np.int32(i),
-           "mask": np.float32(1.0),
-           "apex_index": np.int32(sampling.apex_index(
-               len(frames), onset, apex, offset, self.num_frames, self.mode))}
-    for t in self.targets:
-      out[t] = np.asarray(targets_lib.get(t)(x), np.float32)
-    return out
+    return {"frames": x, "label": np.int32(clip.label), "index": np.int32(i),
+            "mask": np.float32(1.0),
+            "apex_index": np.int32(sampling.apex_index(
+                len(frames), onset, apex, offset, self.num_frames, self.mode))}
+
+
+class AddTargets:
+  """Adds one entry per `config.input.targets` name, from `frames` as they are.
+
+  Runs after `Augment` (before `Normalize`), so a target is computed from the
+  very frames the model sees: a flipped, rotated or shifted clip gets the
+  dynamic image of the flipped, rotated or shifted frames. Without
+  augmentation the frames are still the uint8 clip (official targets, bit for
+  bit); after it they are float32 in [0, 255].
+  """
+
+  def __init__(self, names: Sequence[str]):
+    self.fns = {t: targets_lib.get(t) for t in names}  # fail early on unknown names
+
+  def __call__(self, ex: dict[str, Any]) -> dict[str, Any]:
+    if not self.fns:
+      return ex
+    ex = dict(ex)
+    for name, fn in self.fns.items():
+      ex[name] = np.asarray(fn(ex["frames"]), np.float32)
+    return ex
 
 
 class Augment:
@@ -162,8 +176,9 @@ def train_dataset(corpus: Corpus, clips: Sequence[Clip],
         .map(LoadClip(corpus, clips, cfg)))
   if cfg.augment.enabled:
     ds = ds.random_map(Augment(cfg.augment))
-  ds = ds.map(Normalize(cfg)).batch(batch_size // shard_count,
-                                    drop_remainder=True)
+  # Targets of the augmented frames (a flipped clip, a flipped dynamic image).
+  ds = (ds.map(AddTargets(cfg.targets)).map(Normalize(cfg))
+        .batch(batch_size // shard_count, drop_remainder=True))
   # Global batch k = local batches k*n .. k*n + n-1 (n processes): take ours.
   # Elements keep their global positions, so augmentation seeds agree.
   ds = ds[start_step * shard_count + shard_index::shard_count]
@@ -183,6 +198,7 @@ def eval_batches(corpus: Corpus, clips: Sequence[Clip],
   """
   ds = (grain.MapDataset.source(list(range(len(clips))))
         .map(LoadClip(corpus, clips, cfg))
+        .map(AddTargets(cfg.targets))
         .map(Normalize(cfg)))
   it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.read_threads,
                                                  prefetch_buffer_size=cfg.prefetch)))

@@ -40,6 +40,7 @@ class Corpus:
   sources: list[Any]
   clips: list[Clip]
   excluded: int  # clips whose label is -1 (not in this protocol)
+  no_apex: int = 0  # clips in the protocol without an annotated apex
 
   @property
   def subjects(self) -> list[str]:
@@ -154,6 +155,22 @@ def _text(x) -> str:
   return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
+def has_annotated_apex(rec: dict[str, Any]) -> bool:
+  """Whether a record's apex is an annotation (the pipeline's rule).
+
+  No `apex`, a negative one, one outside onset..offset, or `apex_annotated`
+  False (a stand-in the builder filled in) is not. Records built before
+  `apex_annotated` existed keep their apex.
+  """
+  if "apex" not in rec:
+    return False
+  apex = int(rec["apex"])
+  if apex < 0 or not int(rec["onset"]) <= apex <= int(rec["offset"]):
+    return False
+  annotated = rec.get("apex_annotated")
+  return annotated is None or bool(annotated)
+
+
 def load_corpus(names: Sequence[str], data_dir: str | None = None,
                 auto_build: bool = True, show_progress: bool = True,
                 class_order: Sequence[str] = ()) -> Corpus:
@@ -167,7 +184,7 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   data_dir = data_dir or default_data_dir()
-  sources, clips, class_names, excluded = [], [], None, 0
+  sources, clips, class_names, excluded, no_apex = [], [], None, 0, 0
   for name in names:
     builder = prepare(name, data_dir, auto_build)
     meta = dict(builder.info.metadata or {})
@@ -193,6 +210,14 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
           continue
         clips.append(Clip(len(sources) - 1, i, _text(rec["subject"]), label,
                           _text(rec["sample_id"])))
+        no_apex += not has_annotated_apex(rec)
+  if no_apex:
+    log.warning(
+        "%d of %d clips have no annotated apex (a builder's stand-in or none):"
+        " their batches carry apex_index -1, and models that use the apex "
+        "fall back (miacnet apex='annotated': the estimated apex, its "
+        "apex_fallback rule; fdp rank_use_apex: the score peak).", no_apex,
+        len(clips))
   if excluded:
     log.warning("%d clips have label -1 (not in this protocol) and are "
                 "excluded from training and evaluation.", excluded)
@@ -209,7 +234,7 @@ def load_corpus(names: Sequence[str], data_dir: str | None = None,
     clips = [dataclasses.replace(c, label=new[class_names[c.label]])
              for c in clips]
     class_names = class_order
-  return Corpus(tuple(names), class_names, sources, clips, excluded)
+  return Corpus(tuple(names), class_names, sources, clips, excluded, no_apex)
 
 
 def loso_folds(subjects: Sequence[str]) -> list[tuple[list[str], str]]:

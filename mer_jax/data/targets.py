@@ -1,8 +1,9 @@
 """Per-clip training targets computed in the input pipeline, by name.
 
 `config.input.targets = ("dynamic_image",)` adds `batch["dynamic_image"]`.
-Each function maps the sampled uint8 clip `[T, H, W, C]` (after temporal
-sampling and resize, before normalisation and augmentation noise) to a
+Each function maps the clip `[T, H, W, C]` the model sees, before
+normalisation (`pipeline.AddTargets`, after temporal sampling, resize and
+augmentation: uint8 without augmentation, float32 in [0, 255] with it), to a
 float32 array; the pipeline batches it under the same name.
 """
 

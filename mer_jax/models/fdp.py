@@ -15,8 +15,9 @@ meant; see the team's FDP code notes (FDP_SPEC.md), section 6); its faithful por
        `global_blocks[s]` global blocks                         [B*T, h, w, D]
   -> rank scorer: per frame, mean over space -> MLP -> scalar  rank_scores [B, T]
   -> rank features: 1x1 projection of each frame's map           [B, T, h, w, R]
-  -> temporal pooling over the REAL time axis, weights
-     softmax(rank_scores / tau) over T                              (choice 3)
+  -> temporal pooling over the REAL time axis in chronological order:
+     approximate rank pooling coefficients alpha_t (Bilen et al., the
+     dynamic image's own) times T * softmax(rank_scores / tau)      (choice 3)
      = dynamic representation                                    [B, h, w, R]
   -> MER head: conv3x3 + BN + ReLU, average-pool to a
      head_pool x head_pool grid, flatten, Dense + ReLU, dropout, Dense
@@ -50,37 +51,46 @@ we depart on purpose:
 2. Frames are folded into the batch ([B*T, ...]), so BatchNorm statistics
    are shared by all frames of a step (the official code calls the encoder
    per frame, with per-frame statistics; spec 2.2/6.10).
-3. Rank-weighted temporal pooling: dynamic representation
-   `d = sum_t softmax_t(s_t / rank_temperature) * r_t` over the T real
-   frames, where `s_t` is the rank score and `r_t` the rank feature map of
-   frame t. The spatial layout is kept (where the face moves is the class).
-   The official code instead convolves a raw reshape whose "time" axis is
-   feature chunks (spec 6.4).
-4. Ranking objective (`aux_losses`, `rank_weight`): the abstract says frame
-   features are ranked "in chronological order", so a pairwise hinge
-   `relu(margin - (s_{t+1} - s_t))` over consecutive frames. Clips run onset
-   -> apex -> offset, and a score that keeps rising after the apex would move
-   the pooling weight to the (neutral) offset, so by default
-   (`rank_window="to_peak"`) the chronological order holds up to the apex:
-   * annotated apex (`batch["apex_index"] = a >= 0`, the sampled frame
-     nearest to the record's apex, see `mer_jax.data.sampling.apex_index`):
-     every consecutive pair is ranked; pairs up to frame a must rise and
-     pairs after it must fall (`relu(margin + (s_{t+1} - s_t))`), so the
-     apex gets the highest score and the largest pooling weight. The fall is
-     our addition (the abstract only says "chronological"); a = 0 is ranked
+3. Order-aware temporal pooling (`pooling="rank_pool"`, default): dynamic
+   representation `d = sum_t alpha_t * T * softmax_t(s_t / rank_temperature)
+   * r_t` over the T real frames, where `s_t` is the rank score and `r_t` the
+   rank feature map of frame t, and `alpha_t` are the approximate rank pooling
+   coefficients of Bilen et al. over the chronological position t
+   (`dynamic_image.rank_pool_weights`, the coefficients that make the
+   dynamic-image target; scaled so that the positive and the negative ones
+   each sum to 1). As a dynamic image, `d` depends on the order of the
+   frames (reversed or shuffled frames give another `d`; tests check it);
+   the rank scores re-weight the frames. The spatial layout is kept (where
+   the face moves is the class). `pooling="softmax"` is the earlier pooling,
+   kept for the ablation: `d = sum_t softmax_t(s_t / tau) * r_t`, the same
+   for any order of the frames. The official code instead convolves a raw
+   reshape whose "time" axis is feature chunks (spec 6.4).
+4. Ranking objective (`aux_losses`, `rank_weight`): the abstract says the
+   rank scorer ranks frame features "in chronological order", so a pairwise
+   hinge `relu(margin - (s_{t+1} - s_t))` on consecutive frames. Default, set
+   from the paper and the official code and not chosen on any score: no key
+   frames (`rank_use_apex=False`; the paper claims FDP needs none and the
+   official code reads no apex) and every consecutive pair rises
+   (`rank_window="clip"`, Bilen-style rank pooling over the whole clip).
+   `rank_weight` 0.1 and `rank_margin` 0.1 are a priori values: the paper
+   (abstract only) gives none and the official code has no ranking loss. An
+   earlier ablation looked at the ranking options on two test folds (see git
+   history); nothing here is chosen from it. Options, reported as such:
+   * `rank_use_apex=True` (apex-supervised ranking, uses key frames): with
+     an annotated apex (`batch["apex_index"] = a >= 0`, the sampled frame
+     nearest to the record's apex, see `mer_jax.data.sampling.apex_index`)
+     and `rank_window="to_peak"`, pairs up to frame a must rise and pairs
+     after it must fall (`relu(margin + (s_{t+1} - s_t))`); a = 0 is ranked
      as a = 1 (the onset frame is the zero-motion reference, never the apex).
-   * unknown apex (`apex_index = -1`: eval padding, a record without a
-     usable apex, or no `apex_index` in the batch): only the pairs up to the
-     frame with the highest score (a stop-gradient estimate of the apex, at
-     least the first pair) must rise; later pairs are unranked.
-   A missing apex, which the builders store as the clip's middle frame with
-   `apex_annotated` False (and all of SMIC), reaches the batch as -1.
-   `rank_use_apex=False` ignores `apex_index` (every apex unknown).
-   `"clip"` ranks every consecutive pair rising, whatever the apex
-   (Bilen-style rank pooling over the whole clip). Per clip the hinge is
-   averaged over its ranked pairs, then over the clips with `mask` 1
-   (`ranking_loss`, a pure function of scores, apex_index and mask). The
-   official code has no ranking loss.
+   * `rank_window="to_peak"` with an unknown apex (`apex_index = -1`: eval
+     padding, a record without an annotated apex, which the builders store
+     with `apex_annotated` False and reaches the batch as -1, all of SMIC,
+     or `rank_use_apex=False`): only the pairs up to the frame with the
+     highest score (a stop-gradient estimate of the peak, at least the first
+     pair) must rise; later pairs are unranked.
+   Per clip the hinge is averaged over its ranked pairs, then over the clips
+   with `mask` 1 (`ranking_loss`, a pure function of scores, apex_index and
+   mask). The official code has no ranking loss.
 5. Dynamic-image module: a small conv encoder-decoder on the shared dynamic
    representation (one 2x2 merge, then pixel-shuffle x2 upsampling blocks;
    the last x2 is a pixel-shuffled Dense straight to the 1-channel logits; a
@@ -100,6 +110,49 @@ we depart on purpose:
 8. Sizes: any T and H, W divisible by `patch`; later stages halve the map
    (ceil). Dense/LayerNorm/BatchNorm defaults are Flax's (no attempt at the
    official trunc-normal init, which has no bearing on this architecture).
+
+Size (parameters, 5 classes, counted with jax.eval_shape; the official count
+is from FDP_SPEC section 0):
+  official FDP (fdp_official)             85,304,206: frame encoder 54,952,448
+                                          (incl. its 768->4096 projection),
+                                          MER head 905,293, SegNet 29,446,465
+  configs/fdp_synthetic.py:official_width 26,528,842: frame encoder 26,064,288
+                                          (the official widths 96/192/384/768
+                                          and depths 3/4/10/3, local blocks
+                                          only, as the official code builds),
+                                          dynamic-image decoder 102,820, rank
+                                          scorer + head 361,734
+  configs/fdp_{samm,casme2,...}.py         3,787,626: frame encoder 3,368,000
+                                          (widths 64/128/256, depths 2/2/4 +
+                                          one global block per stage)
+  configs/fdp_synthetic.py                   192,602: frame encoder 136,416
+At the official widths the encoder has half the official parameters: the
+paper's MHCA (grouped 3x3, `head_dim` channels per group, + 1x1) replaces the
+official dense 3x3 conv (9 C^2 weights per block), there is no 768 -> 4096
+projection, and the decoder is not a 13-conv SegNet.
+
+Optimiser, schedule and losses: every departure from the official train.py
+(Adam lr 1e-4 + coupled L2 1e-3 on all parameters, no clipping, constant lr,
+batch 36, 501 steps, CE + 100 * MSE(dynamic image), no augmentation, the epoch
+with the best TEST accuracy kept), for the `fdp` configs:
+  * optimiser: AdamW with decoupled weight decay (1e-4 synthetic, 1e-3 real
+    corpora) and gradient clipping at global norm 1.0;
+  * schedule: linear warm-up (20 / 50 steps) then cosine decay to 0, peak lr
+    2e-3 (synthetic) / 1e-3 (real); batch 16 x 300 steps (synthetic) /
+    32 x 500 steps (real corpora);
+  * losses: CE + 1.0 * MSE(dynamic image) (`di_weight`; the official 100
+    overwhelms a small model's CE) + 0.1 * the chronological ranking hinge
+    (`rank_weight`; the official code has none); the dynamic-image target is
+    the official one, computed from the augmented frames;
+  * augmentation (flip, +-5 deg rotation, 0.95-1.05 scale, 4 % shift,
+    brightness / contrast), head dropout 0.2-0.3, stochastic depth 0 / 0.1
+    in every step (official: 0.1, then off from epoch 2 with BN frozen);
+  * input: (x / 255 - 0.5) / 0.5 for train and test alike (official: a
+    per-split scalar re-normalisation, the test subject with its own
+    statistics), the motion input of choice 1;
+  * selection: the model after the last step (never a test-label choice).
+`fdp_official` (configs/fdp_official_*.py) keeps the official optimiser,
+schedule and loss; see configs/common.py:fdp_official.
 """
 
 from __future__ import annotations
@@ -110,6 +163,7 @@ import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Importing registers the "dynamic_image" input target this model trains on.
 from mer_jax.data import dynamic_image as _dynamic_image  # noqa: F401
@@ -318,7 +372,8 @@ class DynamicImageDecoder(nn.Module):
 class Model(nn.Module):
   """Paper FDP; `frames` `[B, T, H, W, C]` -> (logits `[B, K]`, aux).
 
-  aux: `rank_scores` [B, T], `rank_weights` [B, T] (softmax over T),
+  aux: `rank_scores` [B, T], `rank_weights` [B, T] (the temporal pooling
+  coefficients, see `temporal_pool_weights`),
   `dynamic_representation` [B, h, w, R], `dynamic_image` [B, H, W] (sigmoid),
   `dynamic_image_logits` [B, H, W].
   """
@@ -335,6 +390,7 @@ class Model(nn.Module):
   rank_dim: int = 128  # channels of the rank features / dynamic representation
   rank_hidden: int = 64  # rank scorer MLP width
   rank_temperature: float = 1.0
+  pooling: str = "rank_pool"  # rank_pool (order-aware) | softmax (ablation)
   head_width: int = 128  # MER head conv width and hidden Dense width
   head_pool: int = 2  # spatial grid kept for the MER head
   dropout: float = 0.2
@@ -367,7 +423,8 @@ class Model(nn.Module):
     # Rank features, pooled over the real time axis by the rank scores.
     r = nn.Dense(self.rank_dim, name="rank_proj")(feats)
     r = einops.rearrange(r, "(b t) h w c -> b t h w c", b=b, t=t)
-    weights = jax.nn.softmax(scores / self.rank_temperature, axis=1)  # [B, T]
+    weights = temporal_pool_weights(scores, self.pooling,
+                                    self.rank_temperature)  # [B, T]
     d = jnp.einsum("bt,bthwc->bhwc", weights, r)  # dynamic representation
 
     # MER head.
@@ -392,6 +449,32 @@ class Model(nn.Module):
         "dynamic_image_logits": di_logits,
     }
     return logits, aux
+
+
+def temporal_pool_weights(scores: Array, pooling: str = "rank_pool",
+                          temperature: float = 1.0) -> Array:
+  """Per-frame pooling coefficients `[B, T]` from rank scores `[B, T]`.
+
+  "rank_pool" (default, order-aware): `alpha_t * T * softmax_t(s / tau)`,
+    where `alpha` are Bilen et al.'s approximate rank pooling coefficients
+    over the chronological position t (`dynamic_image.rank_pool_weights`,
+    the same ones that make the dynamic-image target), scaled so that the
+    positive and the negative ones each sum to 1 (they sum to 0). With equal
+    scores this is approximate rank pooling of the rank features; the scores
+    re-weight frames (mean factor 1). Swapping two frames changes the result.
+  "softmax" (the ablation, this module's pooling before issue 14):
+    `softmax_t(s / tau)`, a weighted mean that is the same for any order of
+    the frames (given their scores).
+  """
+  t = scores.shape[1]
+  soft = jax.nn.softmax(scores / temperature, axis=1)
+  if pooling == "softmax":
+    return soft
+  if pooling != "rank_pool":
+    raise ValueError(f"fdp: pooling={pooling!r}: 'rank_pool' or 'softmax'")
+  alpha = _dynamic_image.rank_pool_weights(t)
+  alpha = 2.0 * alpha / max(np.abs(alpha).sum(), 1e-12)
+  return jnp.asarray(alpha, scores.dtype)[None] * (t * soft)
 
 
 def _rank_pairs(scores: Array, apex_index: Array | None,
@@ -485,8 +568,8 @@ def _masked_mean(per_clip: Array, mask: Array | None) -> Array:
 def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                di_weight: float = 1.0, rank_weight: float = 0.1,
                rank_margin: float = 0.1,
-               rank_window: str = "to_peak",
-               rank_use_apex: bool = True) -> dict[str, Array]:
+               rank_window: str = "clip",
+               rank_use_apex: bool = False) -> dict[str, Array]:
   """Dynamic-image MSE and ranking loss, weighted, padding masked.
 
   Args:
@@ -497,9 +580,11 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
     di_weight: weight of the dynamic-image MSE (mean over H * W per clip).
     rank_weight: weight of the chronological ranking hinge.
     rank_margin: hinge margin between consecutive frames' scores.
-    rank_window: "to_peak" or "clip" (see `ranking_loss`).
-    rank_use_apex: use `batch["apex_index"]` when present; False ranks as if
-      every apex were unknown (the behaviour before the batch carried it).
+    rank_window: "clip" (default: every consecutive pair rises) or
+      "to_peak" (see `ranking_loss`).
+    rank_use_apex: False (default, the paper's setting: no key frames) ranks
+      as if every apex were unknown; True uses `batch["apex_index"]` when
+      present (apex-supervised ranking, an option to report as such).
 
   Returns:
     {'dynamic_image_mse': scalar, 'rank': scalar}, terms with weight 0 left out.

@@ -12,28 +12,38 @@ Inputs (`frames` `[B, T, H, W, C]`, sampled onset -> offset by the pipeline, so
 frame 0 is the onset):
   * Onset = frame 0. The position branch sees frame 0 and nothing else, in
     training and evaluation (so "position" can never carry motion).
-  * Apex, three rules (the pipeline does not pass the annotated apex):
-    `apex="detrended"` (default): the frame farthest (mean |.|) from the
-    linear interpolation between onset (frame 0) and offset (frame T-1); slow
-    head drift and illumination change are ~linear in time and cancel, the
-    expression (neutral at onset and offset) does not. `apex="motion"`: the
-    frame farthest from the onset (the issue's rule; fits onset->apex-only
-    clips such as CK+). `apex="middle"`: frame T // 2 (the pipeline samples
-    onset..offset uniformly; annotated apexes lie near the middle).
-    Measured on synthetic_me/s64 (8 frames onset..offset): the chosen frame
-    is within one sampled frame of the annotated apex for 59 % (motion;
-    14 % pick the offset frame, where sub-pixel drift and noise outweigh the
-    1.5-3 px AU), 70 % (detrended) and 85 % (middle) of the 300 clips; LOSO
-    fold sub01 test accuracy after 150-200 steps without augmentation: 0.53,
-    0.80, 0.90. configs/miacnet_synthetic.py therefore uses "middle", the
-    real-corpus configs "detrended" (real apexes are not centred by design).
+  * Apex. `apex="annotated"` (default; MMNet's protocol, used by the
+    CASME II / SAMM / synthetic configs): the sampled frame nearest to the
+    record's annotated apex, `batch["apex_index"]` (the trainer passes it:
+    `Model.batch_inputs`), in training and at test time, as MMNet uses the
+    annotated onset and apex. A clip without an annotated apex reaches the
+    batch as -1 (a builder's stand-in apex, `apex_annotated` False, e.g.
+    every SMIC clip; a record without one; eval padding); for those, and
+    when no `apex_index` is given at all (`mer_jax.inference` on a raw
+    video), the apex is estimated with the `apex_fallback` rule. How many
+    clips of a corpus fall back is logged when it is opened
+    (`sources.load_corpus`), and `aux["apex_fallback"]` marks them per
+    clip. An annotated apex at frame 0 (the onset) is used as frame 1.
+    Estimated apex, the options: `apex="detrended"`: the frame farthest
+    (mean |.|) from the linear interpolation between onset (frame 0) and
+    offset (frame T-1); slow head drift and illumination change are ~linear
+    in time and cancel, the expression (neutral at onset and offset) does
+    not. `apex="motion"`: the frame farthest from the onset (fits
+    onset->apex-only clips such as CK+). `apex="middle"`: frame T // 2.
+    Where these come from: "annotated" from MMNet's code; "detrended" (the
+    fallback) from the reasoning above. An earlier version chose "middle"
+    for the synthetic corpus from the test accuracy of fold sub01; that
+    choice is withdrawn (test-label selection) and no estimated rule is
+    chosen on any fold's score.
   * Train-time temporal jitter, in MMNet's manner (MMNet samples onset a little
-    later and apex a little earlier than annotated): with `train=True` the apex
-    is drawn uniformly among the `apex_topk` frames of largest motion (not
-    for "middle", which is fixed), and the
-    action branch's reference frame among frames 0..`onset_jitter` (never at
-    or after the apex), using the `dropout` rng. The position branch still
-    sees frame 0 only. At evaluation: onset 0, argmax apex, no randomness.
+    later and apex a little earlier than annotated): with `train=True` an
+    estimated apex is drawn uniformly among the `apex_topk` frames of largest
+    motion (not for "middle", which is fixed; an annotated apex is used as
+    is: MMNet's apex jitter, <= 0.15 (apex - onset) / 4 frames, is below one
+    of the T sampled frames), and the action branch's reference frame among
+    frames 0..`onset_jitter` (never at or after the apex), using the
+    `dropout` rng. The position branch still sees frame 0 only. At
+    evaluation: onset 0, the annotated (or argmax) apex, no randomness.
 
 Action branch (`ActionBranch`, MMNet's CA-ResNet): input apex - onset. A
 strided 3x3 stem (MMNet: 3->180, s2) and a 3x3 conv (MMNet: ->128), then one
@@ -222,15 +232,35 @@ def action_grid(size: int, strides: Sequence[int]) -> int:
   return g
 
 
+APEX_RULES = ("annotated", "detrended", "motion", "middle")
+
+
 def select_onset_apex(frames: jnp.ndarray, *, apex: str, apex_topk: int,
-                      onset_jitter: int, rng: jax.Array | None):
+                      onset_jitter: int, rng: jax.Array | None,
+                      apex_index: jnp.ndarray | None = None,
+                      apex_fallback: str = "detrended"):
   """Chooses the action branch's reference (onset) and apex frame per clip.
 
   `frames [B, T, ...]` -> `(onset_idx [B], apex_idx [B])` int32. With `rng`
-  (training), the apex is uniform among the `apex_topk` largest-motion frames
-  and the reference uniform in 0..onset_jitter (kept before the apex).
+  (training), an estimated apex is uniform among the `apex_topk`
+  largest-motion frames and the reference uniform in 0..onset_jitter (kept
+  before the apex). `apex="annotated"` takes `apex_index [B]` (-1 = none,
+  None = none for every clip) and estimates the others by `apex_fallback`.
   """
   b, t = frames.shape[:2]
+  if apex == "annotated":
+    if apex_fallback == "annotated" or apex_fallback not in APEX_RULES:
+      raise ValueError(f"apex_fallback={apex_fallback!r}: detrended | motion "
+                       "| middle")
+    onset_idx, est = select_onset_apex(
+        frames, apex=apex_fallback, apex_topk=apex_topk,
+        onset_jitter=onset_jitter, rng=rng)
+    if apex_index is None:
+      return onset_idx, est
+    ann = jnp.asarray(apex_index, jnp.int32).reshape(b)
+    # Frame 0 is the onset (the reference), never the apex.
+    apex_idx = jnp.where(ann >= 0, jnp.clip(ann, 1, t - 1), est)
+    return jnp.minimum(onset_idx, apex_idx - 1), apex_idx
   if t < (3 if apex == "detrended" else 2):
     raise ValueError(f"apex={apex!r} needs more than {t} frames")
   axes = tuple(range(2, frames.ndim))
@@ -257,7 +287,7 @@ def select_onset_apex(frames: jnp.ndarray, *, apex: str, apex_topk: int,
       pick = jax.random.randint(jax.random.fold_in(rng, 0), (b,), 0, k)
       apex_idx = jnp.take_along_axis(top, pick[:, None], axis=1)[:, 0].astype(jnp.int32)
   else:
-    raise ValueError(f"apex={apex!r}: motion | detrended | middle")
+    raise ValueError(f"apex={apex!r}: {' | '.join(APEX_RULES)}")
   onset_idx = jnp.zeros((b,), jnp.int32)
   if rng is not None and onset_jitter > 0:
     onset_idx = jax.random.randint(jax.random.fold_in(rng, 1), (b,), 0,
@@ -275,7 +305,10 @@ class Model(nn.Module):
   """MIACNet; `frames [B, T, H, W, C]` -> `(logits [B, num_classes], aux)`.
 
   aux: `action` and `position` features `[B, g, g, D]`, `attention`
-  `[B, g1, g1, 1]`, `onset_idx`/`apex_idx` `[B]`.
+  `[B, g1, g1, 1]`, `onset_idx`/`apex_idx` `[B]`, `apex_fallback` `[B]`
+  (bool: the apex was estimated because no annotated one was given).
+  `apex_index` `[B]` (int, -1 = none): the annotated apex for
+  `apex="annotated"`, ignored otherwise.
   """
   num_classes: int
   stem_width: int = 32
@@ -287,17 +320,34 @@ class Model(nn.Module):
   position_input: str = "patch"
   fusion: str = "sum"  # sum | gated
   dropout: float = 0.5
-  apex: str = "detrended"  # detrended | motion | middle
+  apex: str = "annotated"  # annotated | detrended | motion | middle
+  apex_fallback: str = "detrended"  # estimate where no apex is annotated
   apex_topk: int = 2
   onset_jitter: int = 1
   use_position: bool = True  # False: action branch only (ablation)
 
+  @property
+  def batch_inputs(self) -> tuple[str, ...]:
+    """Batch entries the trainer passes as keyword arguments."""
+    return ("apex_index",) if self.apex == "annotated" else ()
+
   @nn.compact
-  def __call__(self, frames: jnp.ndarray, *, train: bool):
+  def __call__(self, frames: jnp.ndarray, *, train: bool,
+               apex_index: jnp.ndarray | None = None):
     rng = self.make_rng("dropout") if train else None
+    if self.apex != "annotated":
+      apex_index = None
     onset_idx, apex_idx = select_onset_apex(
         frames, apex=self.apex, apex_topk=self.apex_topk,
-        onset_jitter=self.onset_jitter, rng=rng)
+        onset_jitter=self.onset_jitter, rng=rng, apex_index=apex_index,
+        apex_fallback=self.apex_fallback)
+    b = frames.shape[0]
+    if self.apex != "annotated":
+      fallback = jnp.zeros((b,), bool)
+    elif apex_index is None:
+      fallback = jnp.ones((b,), bool)
+    else:
+      fallback = jnp.asarray(apex_index).reshape(b) < 0
     onset = frames[:, 0]  # the position branch's only input
     diff = _take(frames, apex_idx) - _take(frames, onset_idx)
     a, attention = ActionBranch(self.stem_width, tuple(self.widths),
@@ -320,7 +370,8 @@ class Model(nn.Module):
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     logits = nn.Dense(self.num_classes, name="head")(x)
     return logits, {"action": a, "position": p, "attention": attention,
-                    "onset_idx": onset_idx, "apex_idx": apex_idx}
+                    "onset_idx": onset_idx, "apex_idx": apex_idx,
+                    "apex_fallback": fallback}
 
 
 def orthogonality(a: jnp.ndarray, p: jnp.ndarray, eps: float = 1e-6) -> jnp.ndarray:
