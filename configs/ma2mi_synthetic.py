@@ -15,9 +15,12 @@ AU17, AU18), 5-10 px over 0.5-1.0 s. Shared with `synthetic_me`'s test
 subjects: the renderer, the kind of nuisances, and one real person (the
 Pexels woman behind 8 of its 10 subjects, other video frames).
 
-Measured on synthetic_me 1.x with the old in-task renderer (same faces and
-AU patterns as the micro corpus): pixel loss 1.00 -> 0.52 over 600 steps.
-Not yet re-measured on synthetic_macro.
+Measured on synthetic_macro/s64 1.0.0 (216 clips), 600 steps, pixel loss
+(1 = "no change") at step 25 -> 600: seed 0 1.002 -> 0.694, seed 1 1.002 ->
+0.715, seed 2 0.999 -> 0.648. Wall 622 / 603 / 801 s (121 / 117 / 104 s of
+user CPU) on a 2-core AVX-512 CPU shared at load ~15-25 (2026-12-03).
+(On synthetic_me 1.x faces and AU patterns, the old in-task renderer reached
+0.52: those clips moved the micro classes' own landmarks.)
 """
 
 from configs import miacnet_synthetic
