@@ -18,6 +18,8 @@ CNN) near chance; the target for `synthetic_me` 2.0 is at most 35 %.
   python scripts/check_synthetic.py --seed 1 --seed 2     # the same corpus drawn with seeds 1, 2
   python scripts/check_synthetic.py --json out.json       # also write the numbers
 
+Needs scikit-image (the `test` extra) for HOG.
+
 `--dataset` (default) reads a built corpus through `mer_jax.data.sources`
 (building it if needed); `--seed N` renders the corpus a builder config
 with `seed=N` would hold (`synth.render_clip`, byte-identical to a build),
@@ -53,7 +55,11 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 def hog(img: np.ndarray) -> np.ndarray:
   """HOG of a grey `[H, W]` float image (cells of H/8 px), `[D]` float32."""
-  from skimage.feature import hog as sk_hog  # pylint: disable=g-import-not-at-top
+  try:
+    from skimage.feature import hog as sk_hog  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise SystemExit("check_synthetic.py needs scikit-image for HOG: "
+                     "pip install -e '.[test]' (or pip install scikit-image)") from e
   cell = max(2, img.shape[0] // 8)
   return sk_hog(img, orientations=9, pixels_per_cell=(cell, cell),
                 cells_per_block=(2, 2), feature_vector=True).astype(np.float32)
