@@ -19,8 +19,10 @@ at load 15-25, 2026-12-03), seed 0: UF1 0.833, UAR 0.833, accuracy 0.833
 (n=300), 2005 s of training and testing. Per fold UF1: sub01 0.84, sub02
 0.83, sub03 0.85, sub04 0.93, sub05 0.50, sub06 0.90, sub07 1.00, sub08
 0.93, sub09 0.90, sub10 0.57 (sub05 and sub10 are the two subjects whose
-real person is nowhere in training). Below the issue's 0.85 target. Seeds 1
-and 2: not measured by the deadline. The earlier 0.936 +- 0.011 (softmax
+real person is nowhere in training). Seed 2: UF1 0.843, UAR 0.843,
+accuracy 0.843, 1408 s; per fold 0.87 0.73 0.85 0.93 0.46 0.90 1.00 1.00
+1.00 0.61 (sub01 ... sub10). Both below the issue's 0.85 target. Seed 1:
+not measured by the deadline. The earlier 0.936 +- 0.011 (softmax
 pooling, apex ranking, pre-augmentation targets, synthetic_me 1.x) does not
 describe this config.
 
