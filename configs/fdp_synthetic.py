@@ -14,10 +14,19 @@ coefficients x rank scores) and a chronological ranking loss on every pair
 of consecutive frames, without key frames (no annotated apex). Nothing here
 was chosen on a test fold's score.
 
-Results: PENDING re-measurement. The numbers this file gave before (UF1
-0.936 +- 0.011 over seeds 0/1/2) were measured with the earlier softmax
-pooling, ranking to the annotated apex and dynamic-image targets computed
-before augmentation, on synthetic_me 1.x; they do not describe this config.
+Measured on synthetic_me/s64 2.0.0 (2-core AMD EPYC with AVX-512, shared
+at load 15-25, 2026-12-03), seed 0: UF1 0.833, UAR 0.833, accuracy 0.833
+(n=300), 2005 s of training and testing. Per fold UF1: sub01 0.84, sub02
+0.83, sub03 0.85, sub04 0.93, sub05 0.50, sub06 0.90, sub07 1.00, sub08
+0.93, sub09 0.90, sub10 0.57 (sub05 and sub10 are the two subjects whose
+real person is nowhere in training). Seed 2: UF1 0.843, UAR 0.843,
+accuracy 0.843, 1408 s; per fold 0.87 0.73 0.85 0.93 0.46 0.90 1.00 1.00
+1.00 0.61 (sub01 ... sub10). Seed 1 (stopped after fold sub01, resumed;
+546 s for the other nine folds): UF1 0.824, UAR 0.823, accuracy 0.823; per
+fold 0.90 0.78 0.73 0.93 0.53 0.90 1.00 0.97 0.87 0.53. Mean over seeds
+0/1/2: UF1 0.833 +- 0.010 (sample std), below the issue's 0.85 target. The earlier 0.936 +- 0.011 (softmax
+pooling, apex ranking, pre-augmentation targets, synthetic_me 1.x) does not
+describe this config.
 
 Variants:
 `official_width`: the frame encoder at the official code's width and depth

@@ -1,4 +1,4 @@
-r"""MA2MI pretraining on macro variants of the synthetic faces (no labels).
+r"""MA2MI pretraining on `synthetic_macro` (held-out identities, macro AUs; no labels).
 
   python scripts/main.py --config configs/ma2mi_synthetic.py --workdir runs/ma2mi
   python scripts/main.py --config configs/miacnet_synthetic.py --workdir runs/miac_pt \
@@ -8,9 +8,19 @@ The branches (and input size, channels, normalisation) are copied from
 configs/miacnet_synthetic.py so the saved parameters match MIACNet's paths and
 shapes. `tiny` matches `miacnet_synthetic.py:tiny`.
 
-Measured (seed 0): pixel loss (1 = "no change") 1.00 -> 0.52 over 600 steps;
-375 s wall with 29 s of clip rendering on 2 CPU cores shared at load average
-~10 (90 s of user CPU), so about 2-3 min on a quiet machine.
+Data: `synthetic_macro/s64` (tfds_builders/synthetic_macro): 6 identities
+that are not `synthetic_me` subjects (other crops, other geometry) and six
+macro action units that no `synthetic_me` class moves (AU5, AU6, AU20, AU26,
+AU17, AU18), 5-10 px over 0.5-1.0 s. Shared with `synthetic_me`'s test
+subjects: the renderer, the kind of nuisances, and one real person (the
+Pexels woman behind 8 of its 10 subjects, other video frames).
+
+Measured on synthetic_macro/s64 1.0.0 (216 clips), 600 steps, pixel loss
+(1 = "no change") at step 25 -> 600: seed 0 1.002 -> 0.694, seed 1 1.002 ->
+0.715, seed 2 0.999 -> 0.648. Wall 622 / 603 / 801 s (121 / 117 / 104 s of
+user CPU) on a 2-core AVX-512 CPU shared at load ~15-25 (2026-12-03).
+(On synthetic_me 1.x faces and AU patterns, the old in-task renderer reached
+0.52: those clips moved the micro classes' own landmarks.)
 """
 
 from configs import miacnet_synthetic
@@ -38,8 +48,8 @@ def get_config(arg=None):
   c.schedule.warmup_steps = 30
   c.num_steps = 600
   c.log_every = 25
-  c.pretrain.source = "synthetic_macro"
-  c.pretrain.num_clips = 200
+  c.input.datasets = ("synthetic_macro/s64",)
+  c.pretrain.source = "tfds"
   c.pretrain.max_gap_ms = 160.0  # k <= 5 frames at 30 fps
   c.pretrain.future_gap_ms = 100.0  # m <= 3 frames
   c.pretrain.within_expression = True
@@ -54,7 +64,7 @@ def get_config(arg=None):
     c.num_steps = 30
     c.log_every = 5
     c.schedule.warmup_steps = 3
-    c.pretrain.num_clips = 6
+    c.input.datasets = ("synthetic_macro/tiny",)
     c.pretrain.image_every = 0
     c.progress = False
   return c

@@ -11,17 +11,20 @@ configs/ma2mi_synthetic.py, so pretrained parameters match by path and shape.
 `tiny` (3 subjects, 32 px, a few steps) is for tests.
 
 Apex: annotated (MMNet's protocol; see mer_jax/models/miacnet.py).
-Results: PENDING re-measurement. The numbers below were measured with the
-apex rule "middle", which had been chosen on test fold sub01 (withdrawn), on
-synthetic_me 1.x; they do not describe this config.
-Earlier (10-fold LOSO, 150 steps per fold, seeds 0/1/2, each seed with
-its own MA2MI pretraining; shared 2-core CPU):
-  from scratch:                         UF1 0.852 / 0.812 / 0.807 = 0.824 +- 0.025
-  init_from ma2mi_synthetic (600 st.):   UF1 0.987 / 0.973 / 0.983 = 0.981 +- 0.007
-  (an earlier code version, seed 0, pretrain.latent_weight=0.5: UF1 0.967)
-Caveat: the synthetic macro clips use the same faces and AU displacement
-patterns as this corpus (including the test subject's face, label-free), so
-this is an optimistic stand-in for real macro -> micro transfer.
+Measured on synthetic_me/s64 2.0.0 (10-fold LOSO, 150 steps per fold, seed
+0; 2-core AMD EPYC with AVX-512, shared at load 15-25, 2026-12-03):
+  from scratch:                           UF1 0.774, UAR 0.777, acc 0.777
+                                          (1048 s wall, 209 s user CPU)
+  init_from ma2mi_synthetic (seed 0,      UF1 0.933, UAR 0.933, acc 0.933
+    600 steps on synthetic_macro/s64):    (757 s wall, 209 s user CPU)
+  Seeds 1 and 2: not measured (their MA2MI pretrainings are done).
+The pretraining data (synthetic_macro) shares with the test subjects the
+renderer and its nuisances and one real person (the Pexels woman behind 8
+of the 10 subjects, other frames and geometry); not its identities, crops
+or action units. Earlier numbers (apex rule "middle", chosen on test fold
+sub01 and withdrawn; synthetic_me 1.x; macro clips on the test faces):
+0.824 +- 0.025 from scratch, 0.981 +- 0.007 pretrained; they do not
+describe this config.
 """
 
 from configs import common

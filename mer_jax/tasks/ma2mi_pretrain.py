@@ -51,18 +51,13 @@ Losses (weights in `config.pretrain`):
     uses the online branch's BatchNorm in training mode). ~2 = uncorrelated.
     The pixel term stays on as the anchor against collapse.
 
-Data (`config.pretrain.source`):
-  "synthetic_macro": macro variants of the `synthetic_me` clips rendered here
-    with `tfds_builders/synthetic_me/synth.py`'s faces and AU fields: 1-2 AU
-    patterns mixed per clip, amplitude 5-10 px at 112 px (micro: 1.5-3),
-    0.5-1.0 s at 30 fps (micro: 0.3-0.5 s), from an rng stream disjoint from
-    the micro corpus' streams. No labels are used. Caveat: same faces and the
-    same AU displacement patterns as the micro corpus, so transfer on the
-    synthetic corpus is an optimistic stand-in for real macro -> micro.
-  "tfds": the clips of `config.input.datasets` (e.g. ck_plus/7class_112,
-    oulu_casia/6class_112), frames decoded on demand; labels ignored. Clips
-    under `MIN_CLIP_FRAMES` frames (MMEW's macro images) are left out and
-    counted; none left is an error.
+Data: the clips of `config.input.datasets`, read through their TFDS builders
+(any macro corpus in the record contract: `synthetic_macro/s64`, `ck_plus/
+7class_112`, `oulu_casia/6class_112`, ...), frames decoded on demand; labels
+are ignored. Macro corpora come from builders only (`tfds_builders/`), never
+from a renderer in this module; `config.pretrain.source` stays "tfds" (the
+only value). Clips under `MIN_CLIP_FRAMES` frames (MMEW's macro images) are
+left out and counted; none left is an error.
 """
 
 from __future__ import annotations
@@ -73,7 +68,6 @@ import os
 import time
 from typing import Any, Callable, Iterator
 
-import cv2
 import flax
 import jax
 import jax.numpy as jnp
@@ -99,8 +93,7 @@ DONE_FILE = "pretrain_done.json"  # written last: the run finished
 MIN_CLIP_FRAMES = 3
 
 DEFAULTS = {
-    "source": "synthetic_macro",  # synthetic_macro | tfds
-    "num_clips": 200,  # synthetic_macro only
+    "source": "tfds",  # the only source: config.input.datasets' builders
     "data_seed": 0,
     "max_gap_ms": 160.0,
     "future_gap_ms": 100.0,
@@ -140,94 +133,43 @@ class MacroClip:
     self.fps = fps
 
 
-def render_synthetic_macro(seed: int, index: int,
-                           size: int) -> tuple[np.ndarray, int, int]:
-  """One macro clip on a `synthetic_me` face: `(frames [T, size, size, 3], onset, offset)`."""
-  from tfds_builders.synthetic_me import synth  # pylint: disable=g-import-not-at-top
-  subject = index % len(synth.SUBJECTS)
-  # Stream 7919 is never used by the micro corpus ([seed, s, c(, 1)]).
-  rng = np.random.default_rng([seed, 7919, index])
-  dur = int(rng.integers(15, 31))  # 0.5-1.0 s at 30 fps
-  t_len = dur + int(rng.integers(8, 21))  # >= 2 neutral frames each side
-  onset = int(rng.integers(2, t_len - dur - 1))
-  apex = onset + int(np.clip(round(dur * rng.uniform(0.35, 0.6)), 1, dur - 1))
-  plan = synth.ClipPlan(subject, index, 0, t_len, onset, apex, onset + dur)
-  face, lm0 = synth.subject_face(subject)
-  n = synth.INTERNAL_SIZE
-  m = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), rng.uniform(-5, 5),
-                              rng.uniform(0.93, 1.07))
-  m[:, 2] += rng.uniform(-4.0, 4.0, 2)
-  base = cv2.warpAffine(face, m, (n, n), flags=cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REFLECT_101)
-  lm = {k: m[:, :2] @ p + m[:, 2] for k, p in lm0.items()}
-  classes = rng.choice(len(synth.CLASS_NAMES), size=int(rng.integers(1, 3)),
-                       replace=False)
-  field = sum(rng.uniform(0.5, 1.0) * synth.au_field(int(c), lm, rng)
-              for c in classes)
-  field = field / np.linalg.norm(field, axis=-1).max() * rng.uniform(5.0, 10.0)
-  env = synth.envelope(plan)
-  drift = rng.uniform(0.0, 1.5) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)),
-                                            np.sin(a)])
-  jitter = (np.linspace(0, 1, t_len)[:, None] * drift
-            + rng.normal(0.0, 0.1, (t_len, 2))).astype(np.float32)
-  flicker = 1.0 + rng.normal(0.0, 0.005, t_len)
-  noise_sigma = rng.uniform(1.0, 2.5)
-  ys, xs = np.mgrid[0:n, 0:n].astype(np.float32)
-  frames = np.empty((t_len, size, size, 3), np.uint8)
-  for t in range(t_len):
-    f = cv2.remap(base, xs - env[t] * field[..., 0] - jitter[t, 0],
-                  ys - env[t] * field[..., 1] - jitter[t, 1], cv2.INTER_LINEAR,
-                  borderMode=cv2.BORDER_REFLECT_101)
-    f = f * flicker[t] + noise_sigma * rng.standard_normal(f.shape, np.float32)
-    f = np.clip(np.rint(f), 0, 255).astype(np.uint8)
-    if size != n:
-      f = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
-    frames[t] = f
-  return frames, onset, onset + dur
-
-
 def load_clips(config: ml_collections.ConfigDict,
                settings: dict[str, Any]) -> list[MacroClip]:
-  """The macro clips named by `settings["source"]`."""
+  """The clips of `config.input.datasets` (labels ignored)."""
+  if settings["source"] != "tfds":
+    raise ValueError(
+        f"config.pretrain.source={settings['source']!r}: macro clips are read "
+        "through builders only; set source='tfds' and name them in "
+        "config.input.datasets, e.g. ('synthetic_macro/s64',) or "
+        "('ck_plus/7class_112',).")
   size = config.input.size
-  if settings["source"] == "synthetic_macro":
-    from tfds_builders.synthetic_me import synth  # pylint: disable=g-import-not-at-top
-    clips = []
-    for i in range(settings["num_clips"]):
-      frames, onset, offset = render_synthetic_macro(settings["data_seed"], i, size)
-      clips.append(MacroClip(frames.__getitem__, len(frames), onset, offset,
-                             synth.FPS))
-    return clips
-  if settings["source"] == "tfds":
-    corpus = sources.load_corpus(list(config.input.datasets),
-                                 config.input.data_dir or None,
-                                 auto_build=config.input.auto_build,
-                                 show_progress=config.progress)
-    clips, stills = [], 0
-    for c in corpus.clips:
-      rec = corpus.record(c)
-      encoded = rec["frames"]
-      if len(encoded) < MIN_CLIP_FRAMES:   # e.g. MMEW's macro images
-        stills += 1
-        continue
-      get = (lambda enc: lambda i: pipeline.resize_clip(
-          sources.decode_frame(enc[i])[None], size)[0])(encoded)
-      clips.append(MacroClip(get, len(encoded), int(rec["onset"]),
-                             int(rec["offset"]), float(rec.get("fps", 30.0))))
-    if stills:
-      log.warning("%d of %d clips of %s have fewer than %d frames (no I[t], "
-                  "I[t+k], I[t+k+m] to draw): left out", stills,
-                  len(corpus.clips), list(config.input.datasets), MIN_CLIP_FRAMES)
-    if not clips:
-      raise ValueError(
-          f"{list(config.input.datasets)}: every clip has fewer than "
-          f"{MIN_CLIP_FRAMES} frames, so there is no motion to pretrain on "
-          "(MMEW's macro part is one image per sample). MA2MI needs frame "
-          "sequences: pretrain on oulu_casia or ck_plus "
-          "(configs/ma2mi_oulu_casia.py, configs/ma2mi_ck_plus.py).")
-    return clips
-  raise ValueError(f"config.pretrain.source={settings['source']!r}: "
-                   "synthetic_macro | tfds")
+  corpus = sources.load_corpus(list(config.input.datasets),
+                               config.input.data_dir or None,
+                               auto_build=config.input.auto_build,
+                               show_progress=config.progress)
+  clips, stills = [], 0
+  for c in corpus.clips:
+    rec = corpus.record(c)
+    encoded = rec["frames"]
+    if len(encoded) < MIN_CLIP_FRAMES:   # e.g. MMEW's macro images
+      stills += 1
+      continue
+    get = (lambda enc: lambda i: pipeline.resize_clip(
+        sources.decode_frame(enc[i])[None], size)[0])(encoded)
+    clips.append(MacroClip(get, len(encoded), int(rec["onset"]),
+                           int(rec["offset"]), float(rec.get("fps", 30.0))))
+  if stills:
+    log.warning("%d of %d clips of %s have fewer than %d frames (no I[t], "
+                "I[t+k], I[t+k+m] to draw): left out", stills,
+                len(corpus.clips), list(config.input.datasets), MIN_CLIP_FRAMES)
+  if not clips:
+    raise ValueError(
+        f"{list(config.input.datasets)}: every clip has fewer than "
+        f"{MIN_CLIP_FRAMES} frames, so there is no motion to pretrain on "
+        "(MMEW's macro part is one image per sample). MA2MI needs frame "
+        "sequences: pretrain on oulu_casia or ck_plus "
+        "(configs/ma2mi_oulu_casia.py, configs/ma2mi_ck_plus.py).")
+  return clips
 
 
 def sample_triplet(clip: MacroClip, rng: np.random.Generator,

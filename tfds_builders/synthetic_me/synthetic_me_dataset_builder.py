@@ -1,15 +1,21 @@
 """`synthetic_me`: the embedded default micro-expression corpus (no licence needed).
 
 Clips are synthesised from real face crops committed in this package
-(`faces.npz`, made by `scripts/make_synthetic_faces.py`): four frames of one
-woman from a Pexels video (credit Wolfgang Langer, Pexels licence) and the
-public-domain NASA portrait in `skimage.data.astronaut()` (Eileen Collins).
-Ten subjects `sub01`..`sub10` are made from them: sub01-05 are the five crops
-as they are; sub06-10 reuse crops with a fixed identity transform (mirror,
-face-shape warp, zoom, skin tone, gamma, illumination gradient; see
-`synth.SUBJECTS`). Only two real people underlie them, so subjects that share
-a person are not independent identities: LOSO here tests the pipeline, not
-generalisation across people.
+(`faces.npz`, made by `scripts/make_synthetic_faces.py`): eight frames of one
+woman from a Pexels video (credit Wolfgang Langer, Pexels licence), the
+public-domain NASA portrait in `skimage.data.astronaut()` (Eileen Collins)
+and the public-domain U.S. Navy portrait of Grace Hopper that matplotlib
+ships. Ten subjects `sub01`..`sub10`, each from its own crop with its own
+identity transform and its own facial geometry (brow height, inner brows,
+eye spacing, mouth width and corners, nose; `synth.SUBJECTS`), so no test
+subject's neutral geometry appears in training. Three real people underlie
+them (eight subjects are the same woman): LOSO here tests whether a model
+reads motion, not generalisation across people.
+
+Since 2.0.0 every clip also draws its own geometry, by at least as much as
+an expression moves a feature (N(0, 3 px) per feature against a 1.5-3 px
+apex amplitude), so a single frame does not reveal the class: the apex-frame
+controls of `scripts/check_synthetic.py` stay near chance, motion does not.
 
 Each subject has 30 clips, 6 per class, in a per-subject shuffled order:
 
@@ -103,11 +109,18 @@ def make_example(config: SyntheticMeConfig,
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic micro-expressions warped into real faces; one split per subject."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release: 10 subjects x 30 clips, 5 AU classes.",
       "1.1.0": "Records carry `apex_annotated` (always True: the apex is the "
                "generated peak). Same clips and frames as 1.0.0.",
+      "2.0.0": "Solvable only from motion: every clip draws its own facial "
+               "geometry (brow height, inner brows, eye spacing, mouth width "
+               "and corners, nostrils, nose width; N(0, 3 px) per feature, at "
+               "least the 1.5-3 px expression amplitude); ten subjects from "
+               "ten distinct crops of three real people (new: four more "
+               "Pexels frames and Grace Hopper), each with its own geometry. "
+               "All frames differ from 1.x.",
   }
   BUILDER_CONFIGS = [
       SyntheticMeConfig(name="s64", size=64,
