@@ -138,12 +138,8 @@ def shard_files(builder) -> dict[str, list[tuple[str, int]]]:
 
 
 def _sha256(path: str) -> str:
-  import hashlib  # pylint: disable=g-import-not-at-top
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
+  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  return corpus.sha256_file(path)
 
 
 def write_shard_checksums(builder) -> str:
