@@ -15,6 +15,7 @@ from mer_jax import config_lib
 
 
 def get_config(arg=None):
+  _, tiny = common.parse_arg(arg)
   c = config_lib.base_config()
   c.input.datasets = ("synthetic_me/s64",)
   c.input.num_frames = 8
@@ -25,7 +26,7 @@ def get_config(arg=None):
   c.model.dropout = 0.2
   c.schedule.lr = 2e-3
   c.num_steps = 300
-  if arg == "tiny":
+  if tiny:
     common.tiny_schedule(c)
     c.input.datasets = ("synthetic_me/tiny",)
     c.input.size = 32

@@ -7,18 +7,9 @@ Datasets: `casme_sq/3class_112` (negative, positive, surprise); `:4class`
 adds others. The paper's CAS(ME)^2 protocol is unknown (see FDP_SPEC.md
 1.2).
 
-Input, model and fixed schedule: `configs/common.py:fdp_real_corpus`
-(the model after the last step is reported; no selection on the test subject).
-
-Not measured here (the licensed corpus is not available on this machine);
-the aux-loss weights are those that worked on the synthetic corpus.
-`tiny` shrinks the model (for tests; still names the real corpus).
+Input, model, fixed schedule, `tiny`: `configs/common.py:fdp_real_corpus`.
 """
 
 from configs import common
 
-
-def get_config(arg=None):
-  protocol, tiny = common.parse_arg(arg, ("3class", "4class"))
-  return common.fdp_real_corpus((f"casme_sq/{protocol}_112",), num_steps=500,
-                                tiny=tiny)
+get_config = common.fdp_corpus("casme_sq", variants=("3class", "4class"))

@@ -11,17 +11,9 @@ negative / positive / surprise (the MEGC folding). MMEW has no agreed
 protocol (MA2MI_NOTES.md: papers use 4, 6 or 7 classes). One LOSO fold per
 subject of the sheet (S01..S30).
 
-Input, model and fixed schedule: `configs/common.py:fdp_real_corpus`
-(the model after the last step is reported; no selection on the test subject).
-
-Not measured here (the licensed corpus is not available on this machine).
-`tiny` shrinks the model (for tests; still names the real corpus).
+Input, model, fixed schedule, `tiny`: `configs/common.py:fdp_real_corpus`.
 """
 
 from configs import common
 
-
-def get_config(arg=None):
-  protocol, tiny = common.parse_arg(arg, ("7class", "6class", "3class"))
-  return common.fdp_real_corpus((f"mmew/{protocol}_112",), num_steps=500,
-                                tiny=tiny)
+get_config = common.fdp_corpus("mmew", variants=("7class", "6class", "3class"))

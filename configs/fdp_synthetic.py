@@ -46,66 +46,31 @@ under its own name, not the FDP setting.
 """
 
 from configs import common
-from mer_jax import config_lib
+
+# Sized for 2 CPU cores (the docstring); the rest of the model as the paper.
+MODEL = dict(patch=8, widths=(32, 48, 64), depths=(1, 1, 1),
+             global_blocks=(0, 1, 1), head_dim=16, mlp_ratio=2.0, drop_path=0.0,
+             rank_dim=32, rank_hidden=32, head_width=64, dropout=0.2,
+             decoder_widths=(32, 16, 8))
+# The official frame encoder's widths and depths (FDP_SPEC 2.1); the official
+# code builds no global blocks. Used grey at 64 px (the official stem: 16 x 16).
+OFFICIAL_WIDTH = dict(widths=(96, 192, 384, 768), depths=(3, 4, 10, 3),
+                      global_blocks=(0, 0, 0, 0), sr_ratios=(8, 4, 2, 1),
+                      head_dim=8, dropout=MODEL["dropout"])
 
 
 def get_config(arg=None):
-  c = config_lib.base_config()
-  c.input.datasets = ("synthetic_me/s64",)
-  c.input.num_frames = 8
-  c.input.size = 64
-  c.input.targets = ("dynamic_image",)
-  c.model_name = "fdp"
-  c.model.patch = 8
-  c.model.widths = (32, 48, 64)
-  c.model.depths = (1, 1, 1)
-  c.model.global_blocks = (0, 1, 1)
-  c.model.sr_ratios = (4, 2, 1)
-  c.model.head_dim = 16
-  c.model.mlp_ratio = 2.0
-  c.model.drop_path = 0.0
-  c.model.rank_dim = 32
-  c.model.rank_hidden = 32
-  c.model.head_width = 64
-  c.model.head_pool = 2
-  c.model.dropout = 0.2
-  c.model.decoder_widths = (32, 16, 8)
-  c.aux_loss.di_weight = 1.0
-  c.aux_loss.rank_weight = 0.1
-  c.aux_loss.rank_margin = 0.1
-  c.aux_loss.rank_window = "clip"  # the paper: chronological order
-  c.aux_loss.rank_use_apex = False  # the paper: no key frames
-  c.schedule.lr = 2e-3
-  c.num_steps = 300
-  if arg not in (None, "", "tiny", "official_width", "apex_ranking"):
-    raise ValueError(f"fdp_synthetic: unknown arg {arg!r}: tiny | "
-                     "official_width | apex_ranking")
-  if arg == "official_width":
-    official_width(c)
-  if arg == "apex_ranking":  # uses key frames: report it under this name
+  variant, tiny = common.parse_arg(arg, ("", "official_width", "apex_ranking"))
+  c = common.fdp(("synthetic_me/s64",), common.fdp_model(**MODEL), lr=2e-3,
+                 num_steps=300)
+  if variant == "official_width":
+    c.input.channels = 1
+    c.model = common.fdp_model(**OFFICIAL_WIDTH)
+  if variant == "apex_ranking":  # uses key frames: report it under this name
     c.aux_loss.rank_use_apex = True
     c.aux_loss.rank_window = "to_peak"
-  if arg == "tiny":
+  if tiny:
     c.input.datasets = ("synthetic_me/tiny",)
     c.input.size = 32
     common.fdp_tiny(c)
-  return c
-
-
-def official_width(c):
-  """The official frame encoder's widths and depths (FDP_SPEC 2.1), grey 64 px."""
-  c.input.size = 64
-  c.input.channels = 1
-  c.model.patch = 4  # the official stem: 64 px -> 16 x 16
-  c.model.widths = (96, 192, 384, 768)
-  c.model.depths = (3, 4, 10, 3)
-  c.model.global_blocks = (0, 0, 0, 0)  # the official code builds none
-  c.model.sr_ratios = (8, 4, 2, 1)
-  c.model.head_dim = 8
-  c.model.mlp_ratio = 3.0
-  c.model.drop_path = 0.1
-  c.model.rank_dim = 128
-  c.model.rank_hidden = 64
-  c.model.head_width = 128
-  c.model.decoder_widths = (64, 32, 16)
   return c

@@ -9,40 +9,21 @@ CK+ sequences run neutral -> peak at 30 fps (onset 0, offset = last frame),
 so every (t, t+k) pair lies inside the expression. Gaps: k <= 160 ms (5
 frames), future m <= 100 ms (3 frames). Only the 327 labelled sequences are
 read (the corpus loader drops label -1); the labels themselves are ignored.
-The branches come from configs/miacnet_casme2.py (shared with SAMM). Not yet
+The branches are those of configs/miacnet_casme2.py (and SAMM):
+`configs/common.py:miacnet_branches` at 112 px. Not yet
 run on the real corpus (licensed): step count and lr are a starting point.
 `tiny` pretrains a small model on the CK+ fixture in the e2e tests and
 transfers it to `miacnet_casme2:tiny`.
 """
-
 from configs import common
-from configs import miacnet_casme2
-from mer_jax import config_lib
 
 
 def get_config(arg=None):
   _, tiny = common.parse_arg(arg, ("7class",))
-  c = config_lib.base_config()
-  c.task = "ma2mi_pretrain"
-  c.model_name = "ma2mi"
-  c.input.datasets = ("ck_plus/7class_112",)
-  miacnet_casme2.set_branches(c)
-  c.model.predictor_width = 256
-  c.model.decoder_width = 64
-  c.input.batch_size = 32
-  c.optimizer.kwargs.weight_decay = 0.05
-  c.schedule.lr = 5e-4
-  c.schedule.warmup_steps = 500
-  c.num_steps = 20000
-  c.log_every = 100
-  c.pretrain.source = "tfds"
-  c.pretrain.max_gap_ms = 160.0
-  c.pretrain.future_gap_ms = 100.0
-  c.pretrain.within_expression = True
-  c.pretrain.pixel_weight = 1.0
-  c.pretrain.latent_weight = 0.5
-  c.pretrain.ema_momentum = 0.996
-  c.pretrain.image_every = 1000
+  c = common.ma2mi(("ck_plus/7class_112",), 112, predictor_width=256,
+                   decoder_width=64, batch_size=32, lr=5e-4, warmup_steps=500,
+                   num_steps=20000, log_every=100, latent_weight=0.5,
+                   ema_momentum=0.996, image_every=1000)
   if tiny:
     common.miacnet_tiny(c)
     c.model.predictor_width = 8

@@ -6,7 +6,7 @@ r"""MIACNet (position/action two-branch network), synthetic corpus, LOSO.
       --config.init_from=runs/ma2mi/pretrained
   python scripts/main.py --config configs/miacnet_synthetic.py:tiny --workdir runs/t
 
-The branch settings (`BRANCH`, input size and channels) are shared with
+The branches (`configs/common.py:miacnet_branches` at 64 px) are those of
 configs/ma2mi_synthetic.py, so pretrained parameters match by path and shape.
 `tiny` (3 subjects, 32 px, a few steps) is for tests.
 
@@ -26,48 +26,15 @@ sub01 and withdrawn; synthetic_me 1.x; macro clips on the test faces):
 0.824 +- 0.025 from scratch, 0.981 +- 0.007 pretrained; they do not
 describe this config.
 """
-
 from configs import common
-from mer_jax import config_lib
-
-# Keys of config.model that define the two branches' parameter shapes; the
-# MA2MI pretraining configs copy them (with the input size/channels).
-BRANCH_KEYS = ("stem_width", "widths", "strides", "position_depth",
-               "position_heads", "position_mlp_ratio", "position_input")
 
 
 def get_config(arg=None):
-  c = config_lib.base_config()
-  c.input.datasets = ("synthetic_me/s64",)
-  c.input.num_frames = 8  # onset..offset; MIACNet uses onset + one apex
-  c.input.size = 64
-  c.model_name = "miacnet"
-  # 64 px -> stem s2 (32) -> strides (1, 2, 2) -> 8 x 8 grid; small widths so a
-  # full 10-fold LOSO runs in minutes on 2 CPU cores.
-  c.model.stem_width = 16
-  c.model.widths = (16, 32, 32)
-  c.model.strides = (1, 2, 2)
-  c.model.position_depth = 2
-  c.model.position_heads = 4
-  c.model.position_mlp_ratio = 2.0
-  c.model.position_input = "patch"
-  c.model.fusion = "sum"
-  c.model.dropout = 0.2
-  # MMNet's protocol: the annotated onset and apex (the earlier "middle" rule
-  # was chosen on test fold sub01's accuracy and is withdrawn).
-  c.model.apex = "annotated"
-  c.model.apex_fallback = "detrended"
-  c.model.apex_topk = 2
-  # MMNet's onset jitter (<= 0.15 (apex - onset) / 4 frames) is below one of
-  # the 8 sampled frames: none.
-  c.model.onset_jitter = 0
-  c.aux_loss.orth_weight = 0.0
-  c.optimizer.kwargs.weight_decay = 0.05
-  c.schedule.lr = 3e-3
-  c.schedule.warmup_steps = 20
-  c.num_steps = 150
-  c.log_every = 50
-  if arg == "tiny":
+  _, tiny = common.parse_arg(arg)
+  c = common.miacnet(("synthetic_me/s64",), 64, dropout=0.2,
+                     weight_decay=0.05, lr=3e-3, warmup_steps=20, num_steps=150,
+                     log_every=50)
+  if tiny:
     common.miacnet_tiny(c)
     c.input.datasets = ("synthetic_me/tiny",)
   return c

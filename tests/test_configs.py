@@ -6,6 +6,7 @@ A ConfigDict accepts typos silently, so this is where they are caught.
 import glob
 import importlib.util
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,28 @@ def test_config_is_valid_and_model_builds(path):
   logits, _ = jax.eval_shape(
       lambda v: model.apply(v, jnp.zeros(shape), train=False), variables)
   assert logits.shape == (1, 5)
+
+
+def _documented_args(path):
+  """Args the docs name for a config: `configs/x.py:ARG` anywhere, `:ARG` in its docstring."""
+  name = os.path.basename(path)
+  doc = _load(path).__doc__ or ""
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  args = set(re.findall(rf"configs/{re.escape(name)}:([\w,]+)", doc + readme))
+  return sorted(args | set(re.findall(r"`:([\w,]+)`", doc)) | {"tiny"})
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_documented_args_give_valid_configs_and_unknown_args_raise(path):
+  module = _load(path)
+  default = module.get_config().to_json_best_effort(sort_keys=True)
+  for arg in _documented_args(path):
+    config = module.get_config(arg)
+    config_lib.validate(config)
+    assert config.to_json_best_effort(sort_keys=True) != default, arg
+  with pytest.raises(ValueError, match="Unknown config arg"):
+    module.get_config("tiny,no_such_variant")
 
 
 def test_there_is_a_config_per_documented_job():
