@@ -66,7 +66,8 @@ def fdp_model(**changes) -> ConfigDict:
   """FDP's `config.model`: the real-corpus sizes with `changes` (known keys only)."""
   unknown = sorted(set(changes) - set(_FDP_MODEL))
   if unknown:
-    raise ValueError(f"fdp_model: unknown key(s) {unknown}; known: {sorted(_FDP_MODEL)}")
+    raise ValueError(f"fdp_model: unknown key(s) {unknown}; "
+                     f"known: {sorted(_FDP_MODEL)}")
   return ConfigDict({**_FDP_MODEL, **changes})
 
 

@@ -47,7 +47,7 @@ under its own name, not the FDP setting.
 
 from configs import common
 
-# Sized for 2 CPU cores (the docstring); the rest of the model as the paper.
+# Sized for 2 CPU cores (the docstring); sr_ratios, head_pool: `common.fdp_model`.
 MODEL = dict(patch=8, widths=(32, 48, 64), depths=(1, 1, 1),
              global_blocks=(0, 1, 1), head_dim=16, mlp_ratio=2.0, drop_path=0.0,
              rank_dim=32, rank_hidden=32, head_width=64, dropout=0.2,

@@ -15,6 +15,7 @@ run on the real corpus (licensed): step count and lr are a starting point.
 `tiny` pretrains a small model on the CK+ fixture in the e2e tests and
 transfers it to `miacnet_casme2:tiny`.
 """
+
 from configs import common
 
 

@@ -22,6 +22,7 @@ user CPU) on a 2-core AVX-512 CPU shared at load ~15-25 (2026-12-03).
 (On synthetic_me 1.x faces and AU patterns, the old in-task renderer reached
 0.52: those clips moved the micro classes' own landmarks.)
 """
+
 from configs import common
 
 

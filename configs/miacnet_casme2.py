@@ -5,15 +5,17 @@ r"""MIACNet on CASME II, 5 classes, 112 px, LOSO (26 subjects).
       [--config.init_from=runs/ma2mi_ck_plus/pretrained]
 
 Branch sizes follow MMNet at the paper's 14 x 14 grid
-(`configs/common.py:miacnet_branches`, 112 px). Optimisation follows MMNet's recipe (AdamW, lr 8e-4, weight decay
-0.6, 74 epochs of batch 32 ~ 550 steps on ~237 training clips), with the
-trainer's warmup-cosine schedule instead of MMNet's exponential decay.
-Augmentation as MMNet: flip, +-3 deg rotation, ~15/224 shift. Apex as
-MMNet: the annotated one (`apex="annotated"`; `apex="detrended"` etc. are
-the estimated-apex options, reported as such). Not yet run
-on the real corpus (licensed, not available here); `tiny` (a small model on
+(`configs/common.py:miacnet_branches`, 112 px). Optimisation follows MMNet's
+recipe (AdamW, lr 8e-4, weight decay 0.6, 74 epochs of batch 32 ~ 550 steps
+on ~237 training clips), with the trainer's warmup-cosine schedule instead
+of MMNet's exponential decay. Augmentation as MMNet: flip, +-3 deg
+rotation, ~15/224 shift. Apex as MMNet: the annotated one
+(`apex="annotated"`; `apex="detrended"` etc. are the estimated-apex
+options, reported as such; `configs/common.py:miacnet`). Not yet run on
+the real corpus (licensed, not available here); `tiny` (a small model on
 the same dataset) trains on the CASME II fixture in the e2e tests.
 """
+
 from configs import common
 
 

@@ -26,6 +26,7 @@ sub01 and withdrawn; synthetic_me 1.x; macro clips on the test faces):
 0.824 +- 0.025 from scratch, 0.981 +- 0.007 pretrained; they do not
 describe this config.
 """
+
 from configs import common
 
 

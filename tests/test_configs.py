@@ -47,7 +47,7 @@ def test_config_is_valid_and_model_builds(path):
 
 
 def _documented_args(path):
-  """Args the docs name for a config: `configs/x.py:ARG` anywhere, `:ARG` in its docstring."""
+  """Args the docs name: `configs/x.py:ARG` (README, docstring), `:ARG` (docstring)."""
   name = os.path.basename(path)
   doc = _load(path).__doc__ or ""
   with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
