@@ -103,9 +103,17 @@ def frames_from_dataset(name: str, data_dir: str | None):
   return np.stack(onset), np.stack(apex), np.array(labels), np.array(subjects)
 
 
-def _standardise(train: np.ndarray, test: np.ndarray):
+def standardise(train: np.ndarray, test: np.ndarray):
+  """Both `[N, D]` with the training rows' per-feature mean and std."""
   mu, sd = train.mean(0), train.std(0) + 1e-6
   return (train - mu) / sd, (test - mu) / sd
+
+
+def softmax_xent_grad(logits: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+  """Gradient of the mean softmax cross-entropy with respect to `logits` `[N, K]`."""
+  p = np.exp(logits - logits.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  return (p - onehot) / len(logits)
 
 
 def logistic(xtr, ytr, xte, num_classes=NUM_CLASSES, l2=1e-2, steps=300, lr=0.5):
@@ -114,16 +122,13 @@ def logistic(xtr, ytr, xte, num_classes=NUM_CLASSES, l2=1e-2, steps=300, lr=0.5)
   Run in the span of the training rows (w = X^T a, exact since w starts at
   0), so a step costs `[N, N]` work instead of `[N, D]`: HOG has D >> N.
   """
-  xtr, xte = _standardise(xtr.astype(np.float64), xte.astype(np.float64))
+  xtr, xte = standardise(xtr.astype(np.float64), xte.astype(np.float64))
   gram, cross = xtr @ xtr.T, xte @ xtr.T
   a = np.zeros((len(xtr), num_classes))
   b = np.zeros(num_classes)
   onehot = np.eye(num_classes)[ytr]
   for _ in range(steps):
-    z = gram @ a + b
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    g = (p - onehot) / len(xtr)
+    g = softmax_xent_grad(gram @ a + b, onehot)
     a = a * (1.0 - lr * l2) - lr * g  # w -= lr * (X^T g + l2 * w)
     b -= lr * g.sum(0)
   return (cross @ a + b).argmax(1)

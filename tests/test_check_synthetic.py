@@ -15,14 +15,11 @@ import check_synthetic as cs  # noqa: E402  pylint: disable=wrong-import-positio
 
 def _primal_logistic(xtr, ytr, xte, num_classes=5, l2=1e-2, steps=300, lr=0.5):
   """The textbook form (weights in feature space) the script's dual form must match."""
-  xtr, xte = cs._standardise(xtr.astype(np.float64), xte.astype(np.float64))
+  xtr, xte = cs.standardise(xtr.astype(np.float64), xte.astype(np.float64))
   w, b = np.zeros((xtr.shape[1], num_classes)), np.zeros(num_classes)
   onehot = np.eye(num_classes)[ytr]
   for _ in range(steps):
-    z = xtr @ w + b
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    g = (p - onehot) / len(xtr)
+    g = cs.softmax_xent_grad(xtr @ w + b, onehot)
     w -= lr * (xtr.T @ g + l2 * w)
     b -= lr * g.sum(0)
   return xte @ w + b
