@@ -83,12 +83,12 @@ def fold_dirname(subject: str) -> str:
 # Writing.
 
 
-def _tuples(x):
+def lists_to_tuples(x):
   """JSON lists back to the tuples configs use (module fields must hash)."""
   if isinstance(x, dict):
-    return {k: _tuples(v) for k, v in x.items()}
+    return {k: lists_to_tuples(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return tuple(_tuples(v) for v in x)
+    return tuple(lists_to_tuples(v) for v in x)
   return x
 
 
@@ -107,7 +107,7 @@ def _normalized(meta: Mapping[str, Any]) -> dict[str, Any]:
 def model_kwargs(meta: Mapping[str, Any]) -> dict[str, Any]:
   """The Model's keyword arguments (with `num_classes` where known)."""
   meta = _normalized(meta)
-  kw = _tuples(dict(meta["model"]))
+  kw = lists_to_tuples(dict(meta["model"]))
   if meta.get("num_classes") is not None:
     kw["num_classes"] = int(meta["num_classes"])
   return kw
@@ -299,7 +299,8 @@ def load_model_variables(directory: str, *, step: int | None = None,
     legacy = os.path.join(directory, LEGACY_VARIABLES_DIR)
     path = legacy if os.path.isdir(legacy) else directory
     if not os.path.isfile(os.path.join(path, "_CHECKPOINT_METADATA")):
-      raise CheckpointError(f"{directory} holds no checkpoint step yet")
+      raise CheckpointError(f"{directory} holds no checkpoint step yet (the "
+                            "run has not reached its first checkpoint).")
     tree = _restore_tree(path, keys, target)
     if "params" not in tree:
       raise CheckpointError(f"{path} holds no 'params' entry")
@@ -374,12 +375,8 @@ class CheckpointFallbackWarning(UserWarning):
 
 
 def step_dirs(directory: str) -> list[int]:
-  """The step numbers under an orbax `CheckpointManager` directory, newest first.
-
-  Orbax writes a step to `<step>.orbax-checkpoint-tmp-*` and renames it when
-  complete, so only finished (or finished-then-damaged) steps have a purely
-  numeric name.
-  """
+  """The step numbers under a checkpoint directory, newest first (orbax
+  renames `<step>.orbax-checkpoint-tmp-*` once a step is complete)."""
   if not os.path.isdir(directory):
     return []
   return sorted((int(d) for d in os.listdir(directory)
@@ -395,23 +392,19 @@ def restore_latest_valid(
 ) -> tuple[int | None, T | None]:
   """Restores the newest step that restores, warning about each one skipped.
 
-  A step can exist on disk and still fail to restore: a file truncated by a
-  full disk, a copy interrupted half way, a damaged filesystem. Rather than
-  give up (or silently start again from scratch), older steps are tried in
-  turn, newest first.
+  A step can exist and still fail to restore (a file truncated by a full
+  disk, an interrupted copy): older steps are tried, newest first.
 
   Args:
     manager: an `ocp.CheckpointManager`, or the directory one manages (for
-      read-only callers such as `mer_jax.inference`).
+      read-only callers).
     restore_fn: `restore_fn(step) -> restored`; any exception it raises marks
-      the step as invalid. E.g. for the trainer
-      `lambda s: mngr.restore(s, args=ocp.args.Composite(**items))`.
-    quarantine: move every invalid step newer than the restored one out of
-      the directory, to `<directory>/../corrupt_checkpoints/<step>-<time>`, and
-      reload the manager. A trainer must do this: orbax silently skips saving
-      a step when a step >= it already exists, so a corrupt newest step would
-      stay the newest (and stay corrupt) after the run re-trains it. Only
-      process 0 moves files; every process reloads.
+      the step as invalid.
+    quarantine: move every invalid step newer than the restored one to
+      `<directory>/../corrupt_checkpoints/<step>-<time>` and reload the
+      manager. A trainer must: orbax silently skips saving a step when a step
+      >= it exists, so a corrupt newest step would stay newest (and corrupt).
+      Only process 0 moves files; every process reloads.
 
   Returns:
     `(step, restored)`, or `(None, None)` when the directory holds no step.
@@ -454,11 +447,9 @@ def restore_latest_valid(
 def _silence_closed_loop_callbacks() -> None:
   """Drops the "Event loop is closed" noise of an aborted orbax restore.
 
-  When one read of a restore fails, orbax closes its event loop while
-  tensorstore's other reads are still in flight; each then reports
-  `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, a
-  screenful of tracebacks after the real error was already handled. Only
-  that exact error is dropped; everything else reaches the previous hook.
+  When one read fails, orbax closes its event loop while tensorstore's other
+  reads are in flight; each reports `RuntimeError('Event loop is closed')`
+  through `sys.unraisablehook`. Only that exact error is dropped.
   """
   import sys  # pylint: disable=g-import-not-at-top
   previous = sys.unraisablehook
@@ -485,7 +476,6 @@ def _first_line(e: BaseException) -> str:
 def _quarantine(directory: str, steps: list[int], mngr) -> None:
   import shutil  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0:
     dest_root = os.path.join(os.path.dirname(os.path.abspath(directory)),
                              "corrupt_checkpoints")
