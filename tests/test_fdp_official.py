@@ -22,6 +22,7 @@ from mer_jax.models import fdp_official as fdp
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "scripts"))
 
+
 @pytest.fixture(scope="module")
 def summary(fdp_ref):
   return fdp_reference.run_reference_checks(fdp_ref)
