@@ -11,13 +11,12 @@ The format (written by the trainer's folds, by MA2MI pretraining's export
   <dir>/<step>/best/       optional: the inner-validation selection
                            {"params", "batch_stats", "score", "step"}
 
-`save_model` writes it for weights alone; a trainer writes the same through
-its `manager` (`save_step`, `write_meta`) and resumes with `restore_or_init`.
-`load_model_variables` reads it and the older layouts:
-  - a fold's checkpoints/ whose meta has only "config" (model inside it);
-  - `pretrained/` of older MA2MI runs: one orbax pytree `{"params": ...}`;
-  - older convert_fdp_torch.py output: `variables/` + `model_config.json`.
-`load_params` (`config.init_from`) and `mer_jax.inference` read through it.
+`save_model` writes weights alone; a trainer writes the same with `manager`,
+`save_step`, `write_meta` and resumes with `restore_or_init`.
+`load_model_variables` (behind `load_params` for `config.init_from`, and
+`mer_jax.inference`) reads it and the older layouts: a fold whose meta has
+only "config"; `pretrained/` as one pytree `{"params"}`; `variables/` +
+`model_config.json` of older convert_fdp_torch.py runs.
 """
 
 from __future__ import annotations
@@ -114,12 +113,9 @@ def model_kwargs(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_meta(directory: str, meta: Mapping[str, Any]) -> None:
-  """Writes `<directory>/mer_jax_meta.json` (atomically; process 0 only).
-
-  `meta` names the model ("model_name" and "model", or a training "config"
-  holding them) and whatever else its writer records (class names, test
-  subject, selection, task).
-  """
+  """Writes `<directory>/mer_jax_meta.json` (atomically; process 0 only):
+  the model ("model_name" and "model", or a training "config" holding them)
+  and what else the writer records (class names, test subject, task)."""
   meta = _normalized(meta)
   if not meta["model_name"]:
     raise ValueError(f"checkpoint meta for {directory} names no model_name")
@@ -145,18 +141,11 @@ def save_step(mngr: ocp.CheckpointManager, step: int, items: Mapping[str, Any],
 def restore_or_init(mngr: ocp.CheckpointManager, init: Mapping[str, Any],
                     json_init: Mapping[str, Any] | None = None
                     ) -> tuple[int, dict[str, Any]]:
-  """Resumes from the newest step that restores, else starts from `init`.
+  """`(step, items)` of the newest step that restores, else `(0, init)`.
 
-  Args:
-    mngr: the run's manager (see `manager`).
-    init: item name -> fresh pytree; restored into its structure, dtypes and
-      shardings (`StandardRestore`).
-    json_init: item name -> fresh value of a JSON item.
-
-  Returns:
-    `(step, items)`: the restored step and items, or `(0, init + json_init)`.
-    Corrupt newer steps are warned about and quarantined (see
-    `restore_latest_valid`) so that they can be saved again.
+  `init` maps item names to fresh pytrees (restored into their structure,
+  dtypes and shardings), `json_init` to fresh JSON values. Corrupt newer
+  steps are warned about and quarantined (`restore_latest_valid`).
   """
   args = {k: ocp.args.StandardRestore(v) for k, v in init.items()}
   args.update({k: ocp.args.JsonRestore() for k in json_init or {}})
@@ -170,16 +159,9 @@ def restore_or_init(mngr: ocp.CheckpointManager, init: Mapping[str, Any],
 
 def save_model(directory: str, variables: Mapping[str, Any],
                meta: Mapping[str, Any], *, step: int = 0) -> str:
-  """Writes model weights alone in the one format; returns the directory.
-
-  Args:
-    directory: the checkpoint directory; an earlier model there is replaced,
-      one with other steps (a run's) is refused.
-    variables: `{"params": ...[, "batch_stats": ...]}` (or a subset of a
-      model's parameters, e.g. MA2MI's pretrained branches).
-    meta: see `write_meta`.
-    step: the training step the weights come from.
-  """
+  """Writes `variables` (`{"params"[, "batch_stats"]}`, or some of a model's
+  parameters) as `step`, with `meta` (see `write_meta`); returns `directory`.
+  An earlier model there is replaced; a run's directory is refused."""
   directory = os.path.abspath(directory)
   other = [s for s in step_dirs(directory) if s != step]
   if other:
@@ -218,16 +200,9 @@ def read_meta(directory: str) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class LoadedModel:
-  """What `load_model_variables` read.
-
-  Attributes:
-    variables: `{"params", ["batch_stats"]}`, numpy leaves.
-    meta: the normalised meta (`{}` for an older `pretrained/`).
-    step: the checkpoint step read (None for a layout without steps).
-    item: "state" or "best" (None without steps).
-    selected_step: the training step of the weights (for "best", the step
-      inner validation chose; else `step`).
-  """
+  """`variables` (`{"params"[, "batch_stats"]}`, numpy), the normalised `meta`,
+  and the `step` and `item` read (None for a layout without steps);
+  `selected_step`: for "best", the step inner validation chose."""
   variables: dict[str, Any]
   meta: dict[str, Any]
   step: int | None = None
@@ -305,7 +280,9 @@ def load_model_variables(directory: str, *, step: int | None = None,
     if "params" not in tree:
       raise CheckpointError(f"{path} holds no 'params' entry")
     return LoadedModel(variables=tree, meta=meta)
-  item = BEST if meta.get("selection") == "inner_val" else STATE
+  selection = meta.get("selection", (meta.get("config") or {}).get(
+      "protocol", {}).get("selection"))
+  item = BEST if selection == "inner_val" else STATE
   if target is not None and item == BEST:
     target = {**target, "step": jax.ShapeDtypeStruct((), np.int32)}
 
