@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mer_jax import checkpoints
 from mer_jax import inference
 
 FORMAT = "mer-jax-exported"
@@ -191,7 +192,7 @@ def load_artifact(path: str, *, batch_size: int = 8):
   src = spec["source"]
   return ExportedPredictor(
       exported=exported, params=params,
-      config=ml_collections.ConfigDict(inference._tuples(spec["config"])),  # pylint: disable=protected-access
+      config=ml_collections.ConfigDict(checkpoints.lists_to_tuples(spec["config"])),
       class_names=tuple(spec["class_names"]), checkpoint_dir=os.path.abspath(path),
       step=int(src["step"]), item=src["item"], selected_step=int(src["selected_step"]),
       test_subject=src.get("test_subject", ""), batch_size=batch_size)

@@ -60,14 +60,18 @@ def report_error(e: BaseException) -> int:
   return 1
 
 
-def run_main(main: Callable[..., Any], *args: Any) -> int:
-  """`main(*args)` as an exit status; errors become one line (see module doc)."""
+def run_main(main: Callable[..., Any], *args: Any, debug: bool = False) -> int:
+  """`main(*args)` as an exit status; errors become one line (see module doc).
+
+  `debug` (a parsed `--debug` flag, for in-process callers whose argv is not
+  `sys.argv`) shows the traceback, as `--debug` in `sys.argv` does.
+  """
   try:
     rc = main(*args)
   except SystemExit:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    if debug_requested():
+    if debug or debug_requested():
       raise
     return report_error(e)
   return rc if isinstance(rc, int) else 0

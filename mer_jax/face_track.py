@@ -1,6 +1,6 @@
 """Faces over time in raw video: detection on a stride of frames, a tracker.
 
-`track_face` runs a detector (dlib HOG, `HogDetector`) on every
+`track_face` runs a detector (dlib HOG, `face_align.HogDetector`) on every
 `detect_every`-th frame plus any frames the caller needs (each window's first
 frame), follows ONE face from detection to detection (nearest box centre,
 gated by the face width), smooths its 5 landmarks over neighbouring
@@ -23,124 +23,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-
-class FaceError(ValueError):
-  """No face, or several faces, where one was expected."""
-
-
-class SeveralFacesError(FaceError):
-  """Several faces and no rule (largest / index) to pick one."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Detection:
-  """One detected face. `box` (left, top, right, bottom) and `landmarks`
-  `[5, 2]` (x, y, dlib 5-point order) in source pixels."""
-  box: tuple[float, float, float, float]
-  score: float
-  landmarks: np.ndarray
-
-  @property
-  def centre(self) -> np.ndarray:
-    return np.array([(self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2])
-
-  @property
-  def width(self) -> float:
-    return float(self.box[2] - self.box[0])
-
-  @property
-  def area(self) -> float:
-    return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
-
-  def describe(self) -> str:
-    return f"{tuple(round(v) for v in self.box)} score {self.score:.2f}"
-
-
-class HogDetector:
-  """dlib HOG faces + 5 landmarks, as `face_align.FaceAligner` finds them.
-
-  The HOG pass runs on a copy whose longer side is <= `max_side` (cost grows
-  with the area: 90-225 ms per frame at 640-800 px, ~25 ms at 320 px); the
-  landmarks are always fitted at the builders' scale (longer side <=
-  `face_align`'s 800), so with `max_side=800` (the default) a detection is
-  exactly the builders' and a smaller `max_side` only moves the box.
-  """
-
-  def __init__(self, max_side: int = 800):
-    from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-    self.max_side = int(max_side)
-    self.aligner = face_align.FaceAligner()
-    self._hog = self.aligner._hog  # pylint: disable=protected-access
-    self._sp5 = self.aligner._sp5  # pylint: disable=protected-access
-
-  @staticmethod
-  def _shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    import cv2  # pylint: disable=g-import-not-at-top
-    f = min(1.0, max_side / max(rgb.shape[:2]))
-    if f < 1.0:
-      rgb = cv2.resize(rgb, (round(rgb.shape[1] * f), round(rgb.shape[0] * f)),
-                       interpolation=cv2.INTER_AREA)
-    return rgb, f
-
-  def __call__(self, rgb: np.ndarray) -> list[Detection]:
-    """All HOG detections of a uint8 `[H, W, 3]` frame, best score first."""
-    import dlib  # pylint: disable=g-import-not-at-top
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    ref, fr = self._shrink(rgb, self.aligner.detect_max_side)   # builders' scale
-    small, fs = (ref, fr) if self.max_side >= self.aligner.detect_max_side else (
-        self._shrink(rgb, self.max_side))
-    boxes, scores, _ = self._hog.run(small, 1, 0.0)
-    out = []
-    for r, s in zip(boxes, scores):
-      box = tuple(v / fs for v in (r.left(), r.top(), r.right(), r.bottom()))
-      if fs == fr:
-        rect = r
-      else:
-        rect = dlib.rectangle(*(int(round(v * fr)) for v in box))
-      shape = self._sp5(ref, rect)
-      pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64) / fr
-      out.append(Detection(box=box, score=float(s), landmarks=pts))
-    return sorted(out, key=lambda d: -d.score)
-
-
-def pick_face(dets: Sequence[Detection], *, min_face_score: float = 0.5,
-              largest_face: bool = False, face_index: int | None = None,
-              where: str = "") -> Detection | None:
-  """Chooses the face to follow among one frame's detections.
-
-  Detections scoring below `min_face_score` do not count as other faces (HOG
-  gives low-score false positives); with at most one strong face the
-  highest-scoring detection is taken, as the builders do.
-
-  Args:
-    dets: detections, best score first.
-    min_face_score, largest_face: see above; `largest_face` takes the
-      largest strong face.
-    face_index: take the K-th strong face from the left (0-based).
-    where: names the frame in error messages.
-
-  Returns:
-    The chosen detection, or None (no face, or no K-th face).
-
-  Raises:
-    SeveralFacesError: several strong faces and neither rule given.
-  """
-  if not dets:
-    return None
-  strong = [d for d in dets if d.score >= min_face_score]
-  if face_index is not None:
-    ordered = sorted(strong or dets[:1], key=lambda d: d.centre[0])
-    return ordered[face_index] if face_index < len(ordered) else None
-  if len(strong) > 1:
-    if largest_face:
-      return max(strong, key=lambda d: d.area)
-    boxes = ", ".join(d.describe() for d in sorted(strong, key=lambda d: d.centre[0]))
-    raise SeveralFacesError(
-        f"{len(strong)} faces found{where} ({boxes}, left to right); the model "
-        "expects one. Pass --largest_face (largest_face=True) to follow the "
-        f"largest, --face_index K (0..{len(strong) - 1}, left to right) to "
-        "follow one, or crop the video.")
-  return dets[0]
+from tfds_builders import face_align
 
 
 @dataclasses.dataclass
@@ -152,15 +35,15 @@ class Track:
       face is not tracked.
     segment: int `[N]`: which uninterrupted stretch of the track a frame is in
       (-1: no face). A window is usable when all its frames share one segment.
-    detections: `{frame: Detection of the tracked face}` on the detection
-      frames where it was found (raw, unsmoothed landmarks).
+    detections: `{frame: face_align.Detection}` of the tracked face on the
+      detection frames where it was found (raw, unsmoothed landmarks).
     searched: the detection frames, in order.
     reasons: `{frame: why}` for detection frames without the tracked face.
     faces_seen: `{frame: number of faces >= min_face_score}`.
   """
   landmarks: np.ndarray
   segment: np.ndarray
-  detections: dict[int, Detection]
+  detections: dict[int, face_align.Detection]
   searched: list[int]
   reasons: dict[int, str]
   faces_seen: dict[int, int]
@@ -199,7 +82,7 @@ class Track:
     if frame in self.detections:
       return self.detections[frame].landmarks, "detected"
     if self.segment[frame] < 0:
-      raise FaceError(f"no face tracked on frame {frame}")
+      raise face_align.FaceError(f"no face tracked on frame {frame}")
     return self.landmarks[frame], "tracked"
 
 
@@ -209,7 +92,8 @@ def detection_frames(n: int, detect_every: int, extra: Iterable[int] = ()) -> li
                  *(int(e) for e in extra if 0 <= int(e) < n)})
 
 
-def track_face(frames: Sequence[np.ndarray], detect: Callable[[np.ndarray], list[Detection]],
+def track_face(frames: Sequence[np.ndarray],
+               detect: Callable[[np.ndarray], list[face_align.Detection]],
                *, detect_every: int = 6, extra_frames: Iterable[int] = (),
                min_face_score: float = 0.5, largest_face: bool = False,
                face_index: int | None = None, gate: float = 0.5,
@@ -238,7 +122,7 @@ def track_face(frames: Sequence[np.ndarray], detect: Callable[[np.ndarray], list
   """
   n = len(frames)
   searched = detection_frames(n, detect_every, extra_frames)
-  hits: dict[int, Detection] = {}
+  hits: dict[int, face_align.Detection] = {}
   reasons: dict[int, str] = {}
   faces_seen: dict[int, int] = {}
   seg_of: dict[int, int] = {}
@@ -262,8 +146,9 @@ def track_face(frames: Sequence[np.ndarray], detect: Callable[[np.ndarray], list
       else:
         missed = []
     if last is None:
-      found = pick_face(dets, min_face_score=min_face_score, largest_face=largest_face,
-                        face_index=face_index, where=f" on frame {f}")
+      found = face_align.pick_face(dets, min_face_score=min_face_score,
+                                   largest_face=largest_face,
+                                   face_index=face_index, where=f" on frame {f}")
       if found is None:
         reasons.setdefault(f, "no face detected" if not dets else
                            f"face_index {face_index}: only {faces_seen[f]} face(s)")
@@ -294,11 +179,3 @@ def track_face(frames: Sequence[np.ndarray], detect: Callable[[np.ndarray], list
       segment[a + 1:b] = seg_of[a]
   return Track(landmarks=landmarks, segment=segment, detections=hits,
                searched=searched, reasons=reasons, faces_seen=faces_seen)
-
-
-def transform_from_landmarks(pts: np.ndarray) -> np.ndarray:
-  """The builders' normalised `[2, 3]` similarity transform from 5 landmarks."""
-  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-  return face_align.similarity_from_eyes(*face_align.eye_centres(np.asarray(pts)),
-                                         eye_dist=face_align.EYE_DIST,
-                                         eye_y=face_align.EYE_Y)

@@ -7,24 +7,21 @@
 A fold's `checkpoints/` directory is self-describing: `mer_jax_meta.json`
 holds the full training config (model, input size, channels, normalisation,
 temporal sampling) and the class names, so nothing else is needed. The
-weights are the `best` item (the validation-selected step) when the fold was
-trained with `protocol.selection = "inner_val"`, else the final `state`.
-Only `params` and `batch_stats` are read (no optimizer state, no devices of
-the training run): a model trained on 8 devices loads on one CPU.
+weights (read by `mer_jax.checkpoints`) are the `best` item (the
+validation-selected step) when the fold was trained with
+`protocol.selection = "inner_val"`, else the final `state`. Only `params`
+and `batch_stats` are read (no optimizer state, no devices of the training
+run): a model trained on 8 devices loads on one CPU.
 
 `load_model` also reads an exported `.mer` artifact (`mer_jax.artifact`,
-scripts/export.py) behind the same interface.
-
-`align_clip` detects and aligns a face exactly as the TFDS builders do
-(`tfds_builders.face_align`), for raw video; `mer_jax.face_track` follows a
-face over a long video; `scripts/predict.py` wraps them.
+scripts/export.py) behind the same interface. Raw video: align the faces
+first (`tfds_builders.face_align.align_clip`, or `mer_jax.face_track` over a
+long video, as scripts/predict.py does).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Sequence
@@ -33,28 +30,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from mer_jax import checkpoints
-from mer_jax import face_track
 from mer_jax import models
 from mer_jax.data import pipeline
 from mer_jax.data import sampling
 
 log = logging.getLogger(__name__)
-
-META_FILE = checkpoints.META_FILE
-
-
-class CheckpointError(ValueError):
-  """A path is not a usable mer-jax checkpoint; the message says why."""
-
-
-FaceError = face_track.FaceError  # no face, or several where one was expected
-
-
-# ----------------------------------------------------------------------------
-# Finding and reading checkpoints.
 
 
 def _fold_checkpoint_dirs(workdir: str) -> dict[str, str]:
@@ -64,7 +46,7 @@ def _fold_checkpoint_dirs(workdir: str) -> dict[str, str]:
   if os.path.isdir(root):
     for name in sorted(os.listdir(root)):
       d = os.path.join(root, name, "checkpoints")
-      if os.path.isfile(os.path.join(d, META_FILE)):
+      if os.path.isfile(os.path.join(d, checkpoints.META_FILE)):
         out[name] = d
   return out
 
@@ -84,44 +66,45 @@ def find_checkpoint_dir(path: str, fold: str | None = None) -> str:
   """
   path = os.path.abspath(os.path.expanduser(path))
   if not os.path.isdir(path):
-    raise CheckpointError(f"{path} is not a directory. Give a run's workdir or "
-                          "a fold's checkpoints/ directory.")
-  if os.path.isfile(os.path.join(path, META_FILE)):
+    raise checkpoints.CheckpointError(
+        f"{path} is not a directory. Give a run's workdir or a fold's "
+        "checkpoints/ directory.")
+  if os.path.isfile(os.path.join(path, checkpoints.META_FILE)):
     return path
-  if os.path.isfile(os.path.join(path, "checkpoints", META_FILE)):
+  if os.path.isfile(os.path.join(path, "checkpoints", checkpoints.META_FILE)):
     return os.path.join(path, "checkpoints")
   folds = _fold_checkpoint_dirs(path)
   if not folds:
     if checkpoints.step_dirs(path):
-      raise CheckpointError(
-          f"{path} holds checkpoint steps but no {META_FILE}, which says how "
-          "to rebuild the model; it was written by an older mer-jax or by "
-          "something else. Retrain with the current trainer.")
-    raise CheckpointError(
-        f"{path} is neither a run workdir (no folds/*/checkpoints/{META_FILE}) "
-        "nor a fold's checkpoints/ directory.")
+      raise checkpoints.CheckpointError(
+          f"{path} holds checkpoint steps but no {checkpoints.META_FILE}, which "
+          "says how to rebuild the model; it was written by an older mer-jax "
+          "or by something else. Retrain with the current trainer.")
+    raise checkpoints.CheckpointError(
+        f"{path} is neither a run workdir (no folds/*/checkpoints/"
+        f"{checkpoints.META_FILE}) nor a fold's checkpoints/ directory.")
   if fold is None:
     if len(folds) == 1:
       return next(iter(folds.values()))
-    raise CheckpointError(
+    raise checkpoints.CheckpointError(
         f"{path} is a run with {len(folds)} folds (one model per left-out "
         "subject); choose one with fold=... (--fold): " + ", ".join(folds))
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
-  for key in (fold, train.fold_dirname(fold)):
+  for key in (fold, checkpoints.fold_dirname(fold)):
     if key in folds:
       return folds[key]
-  matches = [n for n in folds if n.endswith("__" + train.fold_dirname(fold))]
+  matches = [n for n in folds if n.endswith("__" + checkpoints.fold_dirname(fold))]
   if len(matches) == 1:
     return folds[matches[0]]
-  raise CheckpointError(f"No fold {fold!r} in {path}"
-                        + (" (ambiguous)" if matches else "")
-                        + "; folds: " + ", ".join(folds))
+  raise checkpoints.CheckpointError(f"No fold {fold!r} in {path}"
+                                    + (" (ambiguous)" if matches else "")
+                                    + "; folds: " + ", ".join(folds))
 
 
 def read_meta(path: str, fold: str | None = None) -> dict[str, Any]:
   """`mer_jax_meta.json` of a checkpoint (see `find_checkpoint_dir`), plus
-  `checkpoint_dir`. Reads JSON only: cheap, no model is built. An exported
-  `.mer` artifact (scripts/export.py) gives its spec in the same shape."""
+  `checkpoint_dir`. Reads JSON only: cheap, no model is built. An
+  exported `.mer` artifact (scripts/export.py) gives its spec in the same
+  shape."""
   if os.path.isfile(path):
     from mer_jax import artifact  # pylint: disable=g-import-not-at-top
     spec = artifact.read_spec(path)
@@ -129,64 +112,13 @@ def read_meta(path: str, fold: str | None = None) -> dict[str, Any]:
             "test_subject": spec["source"].get("test_subject", ""),
             "checkpoint_dir": os.path.abspath(path), "artifact": True}
   ckpt_dir = find_checkpoint_dir(path, fold)
-  meta_path = os.path.join(ckpt_dir, META_FILE)
-  try:
-    with open(meta_path) as f:
-      meta = json.load(f)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"Cannot read {meta_path}: {e}") from None
+  meta = checkpoints.read_meta(ckpt_dir)
   for key in ("config", "class_names"):
     if key not in meta:
-      raise CheckpointError(f"{meta_path} has no {key!r} entry")
+      raise checkpoints.CheckpointError(
+          f"{os.path.join(ckpt_dir, checkpoints.META_FILE)} has no {key!r} entry")
   meta["checkpoint_dir"] = ckpt_dir
   return meta
-
-
-def _tuples(x):
-  """JSON lists back to the tuples configs use (module fields must hash)."""
-  if isinstance(x, dict):
-    return {k: _tuples(v) for k, v in x.items()}
-  if isinstance(x, list):
-    return tuple(_tuples(v) for v in x)
-  return x
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-  # Restoring one item of a composite step makes orbax warn that the item has
-  # no _CHECKPOINT_METADATA (that file lives one level up): a false alarm.
-  logger = logging.getLogger("absl")
-  level = logger.level
-  logger.setLevel(logging.ERROR)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
-
-
-def _restore_item(item_dir: str, target: dict[str, Any]) -> dict[str, Any]:
-  """Restores the subtrees of `target` (ShapeDtypeStructs) as numpy arrays.
-
-  `partial_restore` reads only what `target` names, so the optimizer state in
-  `state` is never read; numpy leaves ignore the training run's sharding.
-  """
-  if not os.path.isdir(item_dir):
-    raise FileNotFoundError(f"{item_dir} does not exist")
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                              target)
-  with _quiet_absl():
-    out = ocp.PyTreeCheckpointer().restore(
-        item_dir, args=ocp.args.PyTreeRestore(
-            item=target, restore_args=restore_args, partial_restore=True))
-  bad = []
-  jax.tree.map_with_path(
-      lambda p, t, r: bad.append(f"{jax.tree_util.keystr(p)}: checkpoint "
-                                 f"{np.shape(r)}, model {t.shape}")
-      if tuple(np.shape(r)) != tuple(t.shape) else None, target, out)
-  if bad:
-    raise CheckpointError("checkpoint does not fit the model rebuilt from its "
-                          "config: " + "; ".join(bad[:5]))
-  return out
 
 
 # ----------------------------------------------------------------------------
@@ -240,7 +172,7 @@ class ClipClassifier:
 
     Args:
       frames: uint8 `[N, H, W, 3]` RGB face frames, aligned like the training
-        corpus (see `align_clip` for raw video).
+        corpus (see `tfds_builders.face_align.align_clip` for raw video).
       onset, offset: first / last frame of the expression (inclusive);
         default: the whole clip.
 
@@ -396,107 +328,22 @@ def load_model(checkpoint_dir: str, *, fold: str | None = None,
     from mer_jax import artifact  # pylint: disable=g-import-not-at-top
     return artifact.load_artifact(checkpoint_dir, batch_size=batch_size)
   meta = read_meta(checkpoint_dir, fold)
-  ckpt_dir = meta["checkpoint_dir"]
   config = ml_collections.ConfigDict(meta["config"])
   class_names = tuple(meta["class_names"])
-  selection = meta.get("selection", config.protocol.selection)
-  item = "best" if selection == "inner_val" else "state"
-  model = models.get_model(config.model_name, len(class_names),
-                           **_tuples(config.model.to_dict()))
+  model = models.get_model(meta["model_name"], **checkpoints.model_kwargs(meta))
   i = config.input
   shapes = jax.eval_shape(
       lambda: model.init({"params": jax.random.PRNGKey(0),
                           "dropout": jax.random.PRNGKey(0)},
                          jnp.zeros((1, i.num_frames, i.size, i.size, i.channels),
                                    jnp.float32), train=False))
-  target = {"params": shapes["params"]}
-  if shapes.get("batch_stats"):
-    target["batch_stats"] = shapes["batch_stats"]
-  if item == "best":
-    target["step"] = jax.ShapeDtypeStruct((), jnp.int32)
-
-  def restore(s: int) -> dict[str, Any]:
-    return _restore_item(os.path.join(ckpt_dir, str(s), item), target)
-
-  if step is not None:
-    if step not in checkpoints.step_dirs(ckpt_dir):
-      raise CheckpointError(f"No step {step} in {ckpt_dir}; steps: "
-                            f"{checkpoints.step_dirs(ckpt_dir)}")
-    restored, found = restore(step), step
-  else:
-    try:
-      found, restored = checkpoints.restore_latest_valid(ckpt_dir, restore)
-    except checkpoints.CheckpointRestoreError as e:
-      raise CheckpointError(str(e)) from None
-    if found is None:
-      raise CheckpointError(f"{ckpt_dir} holds no checkpoint step yet (the "
-                            "fold has not reached its first checkpoint).")
-  variables = {"params": restored["params"]}
-  if "batch_stats" in restored:
-    variables["batch_stats"] = restored["batch_stats"]
-  selected = int(restored["step"]) if item == "best" else found
-  return Predictor(model=model, variables=variables, config=config,
-                   class_names=class_names, checkpoint_dir=ckpt_dir, step=found,
-                   item=item, selected_step=selected,
+  target = {k: shapes[k] for k in ("params", "batch_stats") if shapes.get(k)}
+  loaded = checkpoints.load_model_variables(meta["checkpoint_dir"], step=step,
+                                            target=target)
+  return Predictor(model=model, variables=loaded.variables, config=config,
+                   class_names=class_names, checkpoint_dir=meta["checkpoint_dir"],
+                   step=loaded.step, item=loaded.item,
+                   selected_step=loaded.selected_step,
                    test_subject=meta.get("test_subject", ""),
                    batch_size=batch_size)
 
-
-# ----------------------------------------------------------------------------
-# Faces in raw video, aligned as the builders align them.
-
-
-_DETECTOR = None
-
-
-def _cached_detector() -> face_track.HogDetector:
-  """One detector per process: loading the dlib models takes a while."""
-  global _DETECTOR
-  if _DETECTOR is None:
-    _DETECTOR = face_track.HogDetector()
-  return _DETECTOR
-
-
-def face_transform(rgb: np.ndarray, *, largest_face: bool = False,
-                   min_face_score: float = 0.5,
-                   face_index: int | None = None) -> np.ndarray:
-  """The builders' normalised `[2, 3]` similarity transform for one frame.
-
-  With one face this equals `face_align.FaceAligner.transform` (the
-  highest-scoring HOG box), from a single detection pass. Detections
-  scoring below `min_face_score` are not counted as other faces: HOG gives
-  low-score false positives, which the builders ignore the same way.
-
-  Raises:
-    FaceError: no face, or more than one face scoring >= `min_face_score`
-      and neither `largest_face` nor `face_index` picks one.
-  """
-  face = face_track.pick_face(_cached_detector()(rgb), min_face_score=min_face_score,
-                              largest_face=largest_face, face_index=face_index)
-  if face is None:
-    raise FaceError("no face found")
-  return face_track.transform_from_landmarks(face.landmarks)
-
-
-def align_clip(frames: np.ndarray | Sequence[np.ndarray], size: int, *,
-               detect_frame: int = 0, largest_face: bool = False,
-               min_face_score: float = 0.5) -> np.ndarray:
-  """Aligns a raw clip as the TFDS builders do.
-
-  One transform from the face on `detect_frame` (the builders use the onset
-  frame), applied to every frame: re-detecting per frame would add jitter
-  larger than a micro-expression.
-
-  Args:
-    frames: uint8 `[N, H, W, 3]` RGB video frames.
-    size: output side (the training config's `input.size`).
-    detect_frame: index of the frame to detect the face on.
-    largest_face, min_face_score: see `face_transform`.
-
-  Returns:
-    uint8 `[N, size, size, 3]`.
-  """
-  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
-  m = face_transform(np.asarray(frames[detect_frame]), largest_face=largest_face,
-                     min_face_score=min_face_score)
-  return np.stack(face_align.apply(frames, m, size))

@@ -112,9 +112,9 @@ def dynamic_image_grid(frames: np.ndarray, target: np.ndarray | None,
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-  """Writes uint8 `[H, W, 3]` RGB to `path` (atomically)."""
+  """Writes uint8 `[H, W, 3]` RGB or `[H, W]` grey to `path` (atomically)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top  (a matplotlib dependency)
   tmp = path + ".tmp.png"
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  Image.fromarray(np.ascontiguousarray(image, np.uint8), "RGB").save(tmp)
+  Image.fromarray(np.ascontiguousarray(image, np.uint8)).save(tmp)  # mode RGB / L
   os.replace(tmp, path)

@@ -5,9 +5,11 @@ Usage:
   python scripts/convert_fdp_torch.py STATE.pt  --out CKPT_DIR   # needs torch
   python scripts/convert_fdp_torch.py STATE.npz --out CKPT_DIR   # name -> array
 
-Writes CKPT_DIR/variables (orbax, {'params', 'batch_stats'}) and
-CKPT_DIR/model_config.json (`fdp_official` Model kwargs inferred from the
-shapes). Restore with `mer_jax.models.fdp_official.restore_checkpoint`.
+Writes CKPT_DIR in mer-jax's one checkpoint format (`mer_jax.checkpoints`:
+CKPT_DIR/0/state holds {'params', 'batch_stats'}, CKPT_DIR/mer_jax_meta.json
+the `fdp_official` Model kwargs inferred from the shapes). Read it with
+`mer_jax.checkpoints.load_model_variables`, or start training from it with
+`--config.init_from=CKPT_DIR`.
 Entries with '/' in their name (reference-file extras) and
 `num_batches_tracked` are ignored; a missing key, an unexpected key or a shape
 mismatch is an error naming the key.
@@ -24,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
+from mer_jax import checkpoints  # noqa: E402
 from mer_jax.models import fdp_official  # noqa: E402
 
 
@@ -60,7 +63,9 @@ def main(argv=None) -> int:
     variables = fdp_official.load(state_dict, config)
   except (KeyError, ValueError) as e:
     sys.exit(f"{args.state}: {e.args[0] if e.args else e}")
-  fdp_official.save_checkpoint(args.out, variables, config)
+  checkpoints.save_model(args.out, variables, {
+      "model_name": "fdp_official", "num_classes": config["num_classes"],
+      "model": {k: v for k, v in config.items() if k != "num_classes"}})
   n = sum(int(np.size(v)) for v in
           fdp_official._flatten(variables["params"]).values())  # pylint: disable=protected-access
   print(json.dumps({"out": os.path.abspath(args.out), "n_params": n,

@@ -7,7 +7,9 @@ the input spec (frames, size, channels, normalisation, temporal sampling,
 alignment), the class names and the training config: enough to classify
 aligned clips with jax + numpy alone (see mer_jax/artifact.py), or with
 `mer_jax.load_model("model.mer")` / `scripts/predict.py --checkpoint
-model.mer`. Problems end with "error: ..." and exit status 2.
+model.mer`. Problems you can fix (a missing or damaged checkpoint, an
+unwritable --out) end with "error: ..." and exit status 2; an unexpected
+error exits 1 (--debug shows the traceback).
 """
 
 from __future__ import annotations
@@ -35,24 +37,13 @@ def parse_args(argv):
   return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-  args = parse_args(argv)
+def export(args) -> int:
   import logging  # pylint: disable=g-import-not-at-top
   logging.getLogger("absl").setLevel(logging.ERROR)
-  try:
-    from mer_jax import artifact  # pylint: disable=g-import-not-at-top
-    spec = artifact.export_model(
-        args.checkpoint, args.out, fold=args.fold, step=args.step,
-        platforms=[p.strip() for p in args.platforms.split(",") if p.strip()])
-  except Exception as e:  # pylint: disable=broad-except
-    if args.debug:
-      raise
-    if isinstance(e, (ValueError, OSError)):
-      print(f"error: {e}", file=sys.stderr)
-    else:
-      print(f"error: {type(e).__name__}: {e}\n(run with --debug for the "
-            "traceback)", file=sys.stderr)
-    return 2
+  from mer_jax import artifact  # pylint: disable=g-import-not-at-top
+  spec = artifact.export_model(
+      args.checkpoint, args.out, fold=args.fold, step=args.step,
+      platforms=[p.strip() for p in args.platforms.split(",") if p.strip()])
   i = spec["input"]
   print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB): "
         f"{spec['model']}, step {spec['source']['step']}, "
@@ -60,6 +51,12 @@ def main(argv=None) -> int:
         f"{i['size']}, {i['size']}, {i['channels']}] ({i['temporal_sampling']} "
         f"sampling), platforms {','.join(spec['function']['platforms'])}")
   return 0
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.run_main(export, args, debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -26,15 +26,15 @@ probabilities of every clip. With --window and --out X.json, also
 X_timeline.csv and X_timeline.png (probabilities over time, frames without a
 face shaded). --checkpoint also takes an exported model (scripts/export.py).
 Input, face and checkpoint problems end with "error: ..." and exit status 2,
-never a traceback (--debug shows one).
+never a traceback (--debug shows one); an unexpected error exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import sys
 import time
 import warnings
@@ -143,20 +143,17 @@ def read_video(path: str, max_frames: int) -> tuple[np.ndarray, float]:
   if not frames:
     raise InputError(f"cannot read any frame from video {path} (empty, "
                      "truncated or an undecodable codec)")
-  return _stack(frames, path), fps
-
-
-def _natural_key(name: str):
-  return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+  return np.stack(frames), fps  # one video: one frame size
 
 
 def read_frames_dir(path: str, max_frames: int) -> np.ndarray:
   """RGB uint8 `[N, H, W, 3]` from the images of a folder, natural order."""
   import cv2  # pylint: disable=g-import-not-at-top
+  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(path):
     raise InputError(f"frames folder {path} does not exist")
   names = sorted((n for n in os.listdir(path)
-                  if n.lower().endswith(IMAGE_EXTS)), key=_natural_key)
+                  if n.lower().endswith(IMAGE_EXTS)), key=corpus.natural_key)
   if not names:
     raise InputError(f"{path} holds no images ({', '.join(IMAGE_EXTS)})")
   if len(names) > max_frames:
@@ -167,10 +164,6 @@ def read_frames_dir(path: str, max_frames: int) -> np.ndarray:
     if f is None:
       raise InputError(f"cannot read image {os.path.join(path, n)}")
     frames.append(f[..., ::-1])
-  return _stack(frames, path)
-
-
-def _stack(frames, path) -> np.ndarray:
   shapes = {f.shape for f in frames}
   if len(shapes) > 1:
     raise InputError(f"frames of {path} differ in size: {sorted(shapes)[:3]}")
@@ -236,15 +229,6 @@ def timeline_paths(out: str) -> tuple[str, str]:
   return root + "_timeline.csv", root + "_timeline.png"
 
 
-def save_png(image01: np.ndarray, path: str) -> None:
-  """Writes a float `[H, W]` image in [0, 1] as an 8-bit grey PNG."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  img = np.clip(np.rint(np.asarray(image01) * 255.0), 0, 255).astype(np.uint8)
-  if not cv2.imwrite(path, img):
-    raise InputError(f"cannot write {path} (is the extension .png?)")
-
-
 # ----------------------------------------------------------------------------
 
 
@@ -259,6 +243,7 @@ def run(args) -> tuple[dict, dict]:
   """Returns the JSON result and extras for the timeline (not in the JSON)."""
   from mer_jax import face_track  # pylint: disable=g-import-not-at-top
   from mer_jax import inference  # pylint: disable=g-import-not-at-top
+  from mer_jax import visualize  # pylint: disable=g-import-not-at-top
 
   timing = dict.fromkeys(("decode", "detect", "align", "model", "load"), 0.0)
   # Cheap checks first: a bad input or checkpoint path fails before any model
@@ -291,7 +276,7 @@ def run(args) -> tuple[dict, dict]:
   # Faces over time: detections on a stride of frames and on every clip's
   # first frame (where the builders would detect), one face tracked.
   t0 = time.perf_counter()
-  detector = face_track.HogDetector(max_side=args.detect_max_side)
+  detector = face_align.HogDetector(max_side=args.detect_max_side)
   searched = face_track.detection_frames(len(frames), args.detect_every, [a for a, _ in spans])
   progress = None
   if len(searched) > 20 and sys.stderr.isatty():
@@ -303,7 +288,7 @@ def run(args) -> tuple[dict, dict]:
         extra_frames=[a for a, _ in spans], min_face_score=args.min_face_score,
         largest_face=args.largest_face, face_index=args.face_index,
         progress=progress)
-  except face_track.FaceError as e:
+  except face_align.FaceError as e:
     raise InputError(f"{source}: {e}") from None
   timing["detect"] = time.perf_counter() - t0
 
@@ -318,7 +303,7 @@ def run(args) -> tuple[dict, dict]:
     if ok:
       # As the builders: one transform, from the clip's first frame.
       pts, how = track.frame_landmarks(onset)
-      m = face_track.transform_from_landmarks(pts)
+      m = face_align.transform_from_landmarks(pts)
       aligned[i] = np.stack(face_align.apply(frames[onset:offset + 1], m, size))
       row["landmarks"] = how
       if onset in track.detections:
@@ -353,7 +338,9 @@ def run(args) -> tuple[dict, dict]:
              probs={n: round(float(p), 6) for n, p in zip(o["class_names"], o["probs"])})
     if args.save_dynamic_image and "dynamic_image" in o:
       path = _dynamic_image_path(args.save_dynamic_image, i, len(spans) > 1)
-      save_png(o["dynamic_image"], path)
+      # float [H, W] in [0, 1] -> 8-bit grey.
+      visualize.save_png(np.clip(np.rint(o["dynamic_image"] * 255.0), 0, 255)
+                         .astype(np.uint8), path)
       c["dynamic_image"] = os.path.abspath(path)
   if args.save_dynamic_image and "dynamic_image" not in outs[0]:
     warnings.warn(f"--save_dynamic_image: model {predictor.config.model_name!r} "
@@ -441,39 +428,41 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
   print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
-def main(argv=None) -> int:
-  args = parse_args(argv)
+@contextlib.contextmanager
+def _plain_messages(debug: bool):
+  """Warnings as one line each and no orbax / absl INFO and WARNING lines
+  (noise for a one-shot prediction), unless --debug; restored afterwards, as
+  main() is also called in-process (tests, notebooks)."""
   import logging  # pylint: disable=g-import-not-at-top
   absl_logger = logging.getLogger("absl")
   saved = warnings.showwarning, absl_logger.level
-  if not args.debug:
+  if not debug:
     warnings.showwarning = _show_warning
-    # orbax / absl INFO and WARNING lines are noise for a one-shot prediction.
     absl_logger.setLevel(logging.ERROR)
   try:
-    check_outputs_and_inputs(args)
-    result, extra = run(args)
-  except Exception as e:  # pylint: disable=broad-except
-    if args.debug:
-      raise
-    # CheckpointError and FaceError (mer_jax.inference) are ValueErrors.
-    if isinstance(e, (ValueError, OSError)):
-      print(f"error: {e}", file=sys.stderr)
-    else:
-      print(f"error: {type(e).__name__}: {e}\n(run with --debug for the "
-            "traceback)", file=sys.stderr)
-    return 2
+    yield
   finally:
-    # main() is also called in-process (tests, notebooks): leave no trace.
     warnings.showwarning, level = saved
     absl_logger.setLevel(level)
+
+
+def predict(args) -> int:
+  with _plain_messages(args.debug):
+    check_outputs_and_inputs(args)
+    result, extra = run(args)
   try:
     write_outputs(args, result, extra)
   except OSError as e:
-    print(f"error: cannot write {e.filename or args.out}: {e.strerror}",
-          file=sys.stderr)
-    return 2
+    raise InputError(f"cannot write {e.filename or args.out}: {e.strerror}") from None
   return 0
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  # One "error: ..." line; exit 2 for the input, face and checkpoint problems
+  # above (InputError, CheckpointError and FaceError are ValueErrors).
+  from mer_jax import cli  # pylint: disable=g-import-not-at-top
+  return cli.run_main(predict, args, debug=args.debug)
 
 
 if __name__ == "__main__":

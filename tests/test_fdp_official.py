@@ -6,6 +6,8 @@ vectors (reduced widths; made by scripts/make_fdp_test_subset.py).
 
 from __future__ import annotations
 
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,10 @@ from mer_jax import fdp_reference
 from mer_jax.data import dynamic_image as di_lib
 from mer_jax.data import targets
 from mer_jax.models import fdp_official as fdp
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "scripts"))
+
 
 @pytest.fixture(scope="module")
 def summary(fdp_ref):
@@ -121,10 +127,14 @@ def test_load_roundtrip_and_errors(fdp_state_dict):
 
 
 def test_checkpoint_roundtrip(fdp_state_dict, tmp_path):
+  import convert_fdp_torch  # pylint: disable=g-import-not-at-top
+  from mer_jax import checkpoints  # pylint: disable=g-import-not-at-top
   sd = fdp_state_dict
   config = fdp.infer_config(sd)
-  fdp.save_checkpoint(str(tmp_path / "ckpt"), fdp.load(sd, config), config)
-  variables, config2 = fdp.restore_checkpoint(str(tmp_path / "ckpt"))
+  np.savez(tmp_path / "sd.npz", **sd)
+  assert convert_fdp_torch.main([str(tmp_path / "sd.npz"), "--out", str(tmp_path / "ckpt")]) == 0
+  loaded = checkpoints.load_model_variables(str(tmp_path / "ckpt"))
+  variables, config2 = loaded.variables, checkpoints.model_kwargs(loaded.meta)
   assert config2 == config
   back = fdp.to_state_dict(variables)
   for k, v in back.items():

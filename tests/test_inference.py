@@ -83,27 +83,29 @@ def test_load_model_matches_trainer_predictions(run_dir, data_dir):
 
 
 def test_fold_choice_in_a_run_with_several_folds(run_dir, tmp_path):
+  from mer_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from mer_jax import inference  # pylint: disable=g-import-not-at-top
   for name in ("synthetic_me__sub01", "synthetic_me__sub02"):
     shutil.copytree(os.path.join(run_dir, "folds", "synthetic_me__sub01"),
                     tmp_path / "folds" / name)
-  with pytest.raises(inference.CheckpointError,
+  with pytest.raises(checkpoints.CheckpointError,
                      match="2 folds.*synthetic_me__sub01, synthetic_me__sub02"):
     inference.find_checkpoint_dir(str(tmp_path))
   for fold in ("sub02", "synthetic_me/sub02", "synthetic_me__sub02"):
     assert inference.find_checkpoint_dir(str(tmp_path), fold).endswith(
         os.path.join("synthetic_me__sub02", "checkpoints"))
-  with pytest.raises(inference.CheckpointError, match="No fold 'sub09'"):
+  with pytest.raises(checkpoints.CheckpointError, match="No fold 'sub09'"):
     inference.find_checkpoint_dir(str(tmp_path), "sub09")
-  with pytest.raises(inference.CheckpointError, match="neither a run workdir"):
+  with pytest.raises(checkpoints.CheckpointError, match="neither a run workdir"):
     inference.find_checkpoint_dir(str(tmp_path / "folds"))
 
 
 def test_inner_val_selection_loads_the_best_item(run_dir, data_dir, tmp_path):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from mer_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from mer_jax import inference  # pylint: disable=g-import-not-at-top
   ckpt = _copy_ckpt(run_dir, tmp_path)
-  meta_path = os.path.join(ckpt, inference.META_FILE)
+  meta_path = os.path.join(ckpt, checkpoints.META_FILE)
   with open(meta_path) as f:
     meta = json.load(f)
   meta["selection"] = "inner_val"
@@ -140,7 +142,7 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(run_dir, tmp_path):
     open(f, "wb").close()
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", checkpoints.CheckpointFallbackWarning)
-    with pytest.raises(inference.CheckpointError,
+    with pytest.raises(checkpoints.CheckpointError,
                        match=r"No checkpoint step .*\n  step 6: .*\n  step 3: "):
       inference.load_model(ckpt)
 
@@ -218,14 +220,13 @@ def videos(tmp_path_factory):
 
 def test_face_transform_is_the_builders(videos):
   import cv2  # pylint: disable=g-import-not-at-top
-  from mer_jax import inference  # pylint: disable=g-import-not-at-top
   from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
   cap = cv2.VideoCapture(videos["face"])
   _, frame = cap.read()
   rgb = np.ascontiguousarray(frame[..., ::-1])
   want = face_align.FaceAligner().transform(rgb)
-  np.testing.assert_array_equal(inference.face_transform(rgb), want)
-  aligned = inference.align_clip(rgb[None], 32)
+  np.testing.assert_array_equal(face_align.face_transform(rgb), want)
+  aligned = face_align.align_clip(rgb[None], 32)
   np.testing.assert_array_equal(aligned[0], face_align.apply([rgb], want, 32)[0])
 
 
@@ -321,6 +322,25 @@ def test_predict_errors_are_clear(run_dir, videos, capsys, case, extra, message)
   assert not out
 
 
+def test_predict_and_export_exit_codes(tmp_path, capsys, monkeypatch):
+  """As documented: a problem the user can fix exits 2 with one `error:`
+  line; an unexpected error exits 1, with the hint to rerun with --debug."""
+  import export  # pylint: disable=g-import-not-at-top
+  import predict  # pylint: disable=g-import-not-at-top
+  missing = str(tmp_path / "no_run")
+  rc = export.main(["--checkpoint", missing, "--out", str(tmp_path / "m.mer")])
+  out, err = capsys.readouterr()
+  assert rc == 2 and err.startswith(f"error: {missing} is not a directory")
+  assert "Traceback" not in out + err
+
+  def bug(args):
+    raise RuntimeError("a bug")
+
+  monkeypatch.setattr(predict, "run", bug)
+  rc, out, err = _predict(capsys, "--checkpoint", missing, "--video", "clip.mp4")
+  assert rc == 1 and err.startswith("error: RuntimeError: a bug") and "--debug" in err
+
+
 def test_predict_falls_back_past_a_corrupt_checkpoint(run_dir, videos, tmp_path,
                                                       capsys):
   ckpt = _copy_ckpt(run_dir, tmp_path)
@@ -344,28 +364,10 @@ def test_predict_saves_the_dynamic_image_of_fdp(videos, tmp_path, capsys):
   """An FDP-like model (aux["dynamic_image"]): the PNG is written."""
   if not os.path.exists(os.path.join(ROOT, "configs", "fdp_synthetic.py")):
     pytest.skip("configs/fdp_synthetic.py not present")
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from configs import fdp_synthetic  # pylint: disable=g-import-not-at-top
-  from mer_jax import models  # pylint: disable=g-import-not-at-top
-  config = fdp_synthetic.get_config("tiny")
-  model = models.get_model(config.model_name, 5, **config.model.to_dict())
-  i = config.input
-  # Untrained weights are enough to exercise the path; zeros skip compiling init.
-  shapes = jax.eval_shape(lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-      jnp.zeros((1, i.num_frames, i.size, i.size, i.channels)), train=False))
-  zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+  import model_fixtures  # pylint: disable=g-import-not-at-top
   ckpt = tmp_path / "checkpoints"
-  with ocp.StandardCheckpointer() as ck:
-    ck.save(str(ckpt / "1" / "state"), {
-        "step": np.int32(1), "params": zeros["params"],
-        "batch_stats": zeros.get("batch_stats", {}), "opt_state": {}})
-    ck.wait_until_finished()
-  (ckpt / "mer_jax_meta.json").write_text(json.dumps({
-      "config": config.to_dict(), "class_names": list("abcde"),
-      "selection": "fixed", "test_subject": "none"}))
+  # Untrained weights are enough to exercise the path.
+  i = model_fixtures.zero_fdp_checkpoint(ckpt).input
   png = tmp_path / "di.png"
   rc, out, err = _predict(capsys, "--checkpoint", str(ckpt), "--video",
                           videos["face"], "--save_dynamic_image", str(png))

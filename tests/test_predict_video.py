@@ -41,19 +41,13 @@ def ckpt(tmp_path_factory):
   """baseline3d:tiny with random (not trained) weights, saved as the trainer
   saves a fold: distinct class probabilities are all the tests need."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  import model_fixtures  # pylint: disable=g-import-not-at-top
   from configs import baseline_synthetic  # pylint: disable=g-import-not-at-top
-  from mer_jax import models  # pylint: disable=g-import-not-at-top
   config = baseline_synthetic.get_config("tiny")
   names = ["brow_raise", "brow_lower", "lip_corner_pull", "lip_corner_depress",
            "nose_wrinkle"]
-  model = models.get_model(config.model_name, len(names), **config.model.to_dict())
-  i = config.input
   # Shapes only (no compile); weights drawn with numpy, scaled by fan-in.
-  shapes = jax.eval_shape(lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-      jnp.zeros((1, i.num_frames, i.size, i.size, i.channels)), train=False))
+  shapes = model_fixtures.variable_shapes(config, len(names))
   rng = np.random.default_rng(0)
 
   def draw(path, s):
@@ -64,16 +58,9 @@ def ckpt(tmp_path_factory):
     return (rng.standard_normal(s.shape) * 2 / np.sqrt(fan_in)).astype(s.dtype)
 
   v = jax.tree_util.tree_map_with_path(draw, shapes)
-  d = tmp_path_factory.mktemp("ckpt") / "checkpoints"
-  with ocp.StandardCheckpointer() as ck:
-    ck.save(str(d / "4" / "state"), {
-        "step": np.int32(4), "params": v["params"],
-        "batch_stats": v.get("batch_stats", {}), "opt_state": {}})
-    ck.wait_until_finished()
-  (d / "mer_jax_meta.json").write_text(json.dumps({
-      "config": config.to_dict(), "class_names": names, "selection": "fixed",
-      "test_subject": "synthetic_me/sub01"}))
-  return str(d)
+  return model_fixtures.write_fold_checkpoint(
+      tmp_path_factory.mktemp("ckpt") / "checkpoints", config, names, v, step=4,
+      test_subject="synthetic_me/sub01")
 
 
 def _predict(capsys, *argv):
@@ -123,12 +110,12 @@ def test_window_alignment_is_the_builders_on_its_first_frame(media):
   frames = []
   while len(frames) < 20:
     frames.append(np.ascontiguousarray(cap.read()[1][..., ::-1]))
-  track = face_track.track_face(frames, face_track.HogDetector(), detect_every=100,
+  track = face_track.track_face(frames, face_align.HogDetector(), detect_every=100,
                                 extra_frames=[13])
   assert track.searched == [0, 13, 19] and track.present.all()
   pts, how = track.frame_landmarks(13)
   assert how == "detected"
-  np.testing.assert_array_equal(face_track.transform_from_landmarks(pts),
+  np.testing.assert_array_equal(face_align.transform_from_landmarks(pts),
                                 face_align.FaceAligner().transform(frames[13]))
   # Between detections: smoothed, interpolated landmarks near the real ones.
   pts5, how5 = track.frame_landmarks(5)
@@ -190,10 +177,10 @@ def multi_dir(media, tmp_path_factory):
 
 
 def test_several_faces(multi_dir, ckpt, capsys):
-  from mer_jax import face_track  # pylint: disable=g-import-not-at-top
+  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
   frame0 = cv2.imread(os.path.join(multi_dir, "f0.png"))[..., ::-1]
-  dets = [d for d in face_track.HogDetector()(frame0) if d.score >= 0.5]
+  dets = [d for d in face_align.HogDetector()(frame0) if d.score >= 0.5]
   n = len(dets)
   assert n >= 3
   args = ("--checkpoint", ckpt, "--frames_dir", multi_dir, "--detect_every", "3")
@@ -217,11 +204,12 @@ def test_tracker_holds_the_chosen_face():
   does not take over, a single missed detection is bridged, a face that
   jumps away ends the segment."""
   from mer_jax import face_track  # pylint: disable=g-import-not-at-top
+  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
 
   def det(x, w, score=2.0):
     pts = np.array([[x + 0.3 * w, 50], [x + 0.4 * w, 50], [x + 0.7 * w, 50],
                     [x + 0.6 * w, 50], [x + 0.5 * w, 80]], np.float64)
-    return face_track.Detection((x, 20, x + w, 20 + w), score, pts)
+    return face_align.Detection((x, 20, x + w, 20 + w), score, pts)
 
   script = {0: [det(100, 80), det(300, 60)], 4: [det(104, 80), det(300, 90)],
             8: [det(300, 120)],                       # tracked face missed once
@@ -244,7 +232,7 @@ def test_tracker_holds_the_chosen_face():
   ok, why = track.window_status(12, 23)
   assert not ok and why == ("face lost after frame 16 (frame 20: 1 face(s) "
                             "detected, none where the tracked face was)"), why
-  with pytest.raises(face_track.SeveralFacesError, match="2 faces found on frame 0"):
+  with pytest.raises(face_align.SeveralFacesError, match="2 faces found on frame 0"):
     face_track.track_face(frames, detect, detect_every=4)
 
 
@@ -318,14 +306,14 @@ def test_export_matches_checkpoint_without_mer_jax(media, ckpt, tmp_path, capsys
   import cv2  # pylint: disable=g-import-not-at-top
   import export  # pylint: disable=g-import-not-at-top
   import mer_jax  # pylint: disable=g-import-not-at-top
-  from mer_jax import inference  # pylint: disable=g-import-not-at-top
+  from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
   mer = tmp_path / "model.mer"
   assert export.main(["--checkpoint", ckpt, "--out", str(mer)]) == 0
   assert "platforms cpu,cuda,tpu" in capsys.readouterr().out
   # The same real clip through both: an aligned face clip from single_face.mp4.
   cap = cv2.VideoCapture(media["single_face.mp4"])
   frames = np.stack([cap.read()[1][..., ::-1] for _ in range(30)])
-  aligned = inference.align_clip(frames, 32)
+  aligned = face_align.align_clip(frames, 32)
   from_ckpt = mer_jax.load_model(ckpt)
   from_mer = mer_jax.load_model(str(mer))
   assert from_mer.class_names == from_ckpt.class_names and from_mer.step == 4
@@ -363,27 +351,9 @@ def test_export_matches_checkpoint_without_mer_jax(media, ckpt, tmp_path, capsys
 def test_dynamic_image_per_window(media, tmp_path, capsys):
   """An FDP-like model: one dynamic image PNG per window with a face."""
   import cv2  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from configs import fdp_synthetic  # pylint: disable=g-import-not-at-top
-  from mer_jax import models  # pylint: disable=g-import-not-at-top
-  config = fdp_synthetic.get_config("tiny")
-  model = models.get_model(config.model_name, 5, **config.model.to_dict())
-  i = config.input
-  shapes = jax.eval_shape(lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-      jnp.zeros((1, i.num_frames, i.size, i.size, i.channels)), train=False))
-  zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+  import model_fixtures  # pylint: disable=g-import-not-at-top
   ckpt = tmp_path / "checkpoints"
-  with ocp.StandardCheckpointer() as ck:
-    ck.save(str(ckpt / "1" / "state"), {
-        "step": np.int32(1), "params": zeros["params"],
-        "batch_stats": zeros.get("batch_stats", {}), "opt_state": {}})
-    ck.wait_until_finished()
-  (ckpt / "mer_jax_meta.json").write_text(json.dumps({
-      "config": config.to_dict(), "class_names": list("abcde"),
-      "selection": "fixed", "test_subject": "none"}))
+  i = model_fixtures.zero_fdp_checkpoint(ckpt).input
   result, _ = _run(capsys, str(ckpt), media["single_face.mp4"], tmp_path,
                    "--window", "36", "--stride", "36",
                    "--save_dynamic_image", str(tmp_path / "di.png"))
