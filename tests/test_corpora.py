@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
-from tfds_builders import common, corpus, face_align
+from tfds_builders import corpus, face_align, records
 from tfds_builders.smic import smic_dataset_builder
 
 SIZE = 24
@@ -136,7 +136,7 @@ def test_builder_records(name, corpora, tmp_path, caplog):
       ex = recs[sid]
       subject = sid.rsplit("/", 1)[0]
       assert ex["subject"].decode() == subject
-      assert ex["split"] == common.split_name(subject)
+      assert ex["split"] == records.split_name(subject)
       frames = np.stack(ex["frames"])
       assert frames.shape == (len(clip.numbers), SIZE, SIZE, 3)
       assert frames.dtype == np.uint8

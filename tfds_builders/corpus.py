@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfds_builders import common
+from tfds_builders import records
 
 log = logging.getLogger("tfds_builders")
 
@@ -913,7 +913,7 @@ class CorpusBuilderMixin:
     names, _ = self.PROTOCOLS[cfg.protocol]
     from tfds_builders import face_align  # pylint: disable=g-import-not-at-top
     return self.dataset_info_from_configs(
-        features=common.me_features(cfg.size),
+        features=records.me_features(cfg.size),
         homepage=self.HOMEPAGE,
         citation=self.CITATION,
         metadata=tfds.core.MetadataDict({
@@ -1048,7 +1048,7 @@ class CorpusBuilderMixin:
           self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     names = {}
     for subj in by_subject:
-      n = common.split_name(subj)
+      n = records.split_name(subj)
       if n in names:
         raise ValueError(f"Subjects {names[n]!r} and {subj!r} share split {n!r}")
       names[n] = subj
@@ -1056,7 +1056,7 @@ class CorpusBuilderMixin:
     self._splits_left = len(by_subject)
     self._written: collections.Counter = collections.Counter()
     self._per_split: dict[str, int] = {}
-    return {common.split_name(s): self._generate_examples(ps)
+    return {records.split_name(s): self._generate_examples(ps)
             for s, ps in sorted(by_subject.items(), key=lambda kv: natural_key(kv[0]))}
 
   def membership(self) -> Membership | None:
@@ -1194,7 +1194,7 @@ class CorpusBuilderMixin:
         out = face_align.resize(frame, size)
       else:
         (out,) = face_align.apply([frame], p.matrix, size)
-      encoded.append(common.encode_png(out))
+      encoded.append(records.encode_png(out))
     return encoded
 
   def _generate_examples(self, plans: Sequence[ClipPlan]) -> Iterator[tuple[str, dict]]:
@@ -1219,7 +1219,7 @@ class CorpusBuilderMixin:
           "fps": p.fps,
       }
     if plans:
-      self._per_split[common.split_name(plans[0].subject)] = n
+      self._per_split[records.split_name(plans[0].subject)] = n
     self._split_done()
 
 

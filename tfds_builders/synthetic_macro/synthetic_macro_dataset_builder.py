@@ -41,7 +41,7 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfds_builders import common
+from tfds_builders import records
 from tfds_builders.synthetic_me import synth
 
 DATASET = "synthetic_macro"
@@ -180,7 +180,7 @@ class SyntheticMacroConfig(tfds.core.BuilderConfig):
 def plan(config: SyntheticMacroConfig) -> dict[str, list[MacroPlan]]:
   """The clips a config holds, by split name, without rendering any pixels."""
   return {
-      common.split_name(SUBJECTS[s].name):
+      records.split_name(SUBJECTS[s].name):
           plan_subject(config.seed, s, config.clips_per_class)
       for s in range(config.num_subjects)
   }
@@ -192,7 +192,7 @@ def make_example(config: SyntheticMacroConfig, clip: MacroPlan) -> tuple[str, di
   subject = "%s/%s" % (DATASET, clip.subject)
   sample_id = "%s/%s" % (subject, clip.clip)
   return sample_id, {
-      "frames": [common.encode_png(f) for f in frames],
+      "frames": [records.encode_png(f) for f in frames],
       "label": clip.label,
       "emotion": CLASS_NAMES[clip.label],
       "subject": subject,
@@ -230,7 +230,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         description=__doc__,
-        features=common.me_features(self.builder_config.size),
+        features=records.me_features(self.builder_config.size),
         homepage="https://www.pexels.com/license/",  # terms of the face source
         metadata=tfds.core.MetadataDict({
             "class_names": list(CLASS_NAMES),
