@@ -475,9 +475,9 @@ SAMM_EMOTIONS = {"Anger": 57, "Contempt": 12, "Disgust": 9, "Fear": 8,
 
 
 def _megc_list(dataset: str) -> list[tuple[str, str, str]]:
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  from tfds_builders import labels  # pylint: disable=g-import-not-at-top
   return [(r["subject"], r["clip"], r["label"])
-          for r in corpus.read_list(corpus.MEGC2019_LIST) if r["dataset"] == dataset]
+          for r in labels.read_list(labels.MEGC2019_LIST) if r["dataset"] == dataset]
 
 
 def _tiny_clip(folder: str, names: Sequence[str]) -> None:

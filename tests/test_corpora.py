@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
-from tfds_builders import corpus, face_align, records
+from tfds_builders import corpus, corpus_io, face_align, labels, records, skiplog
 from tfds_builders.smic import smic_dataset_builder
 
 SIZE = 24
@@ -41,7 +41,7 @@ PROTOCOLS = {
 TITLES = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC",
           "casme_sq": "CAS(ME)^2", "casme3": "CAS(ME)^3", "ck_plus": "CK+"}
 # build_report.json "repaired" reasons after which the apex is a stand-in.
-STAND_IN_APEX = (corpus.APEX_MISSING, smic_dataset_builder.NO_APEX)
+STAND_IN_APEX = (skiplog.APEX_MISSING, smic_dataset_builder.NO_APEX)
 
 
 def build(name, manual, data_dir, protocol, size=SIZE, alignment="none",
@@ -101,7 +101,7 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     for reason in exp.skips:
       assert reason in text
     # ... and written to build_report.json next to the records.
-    with open(os.path.join(b.data_dir, corpus.REPORT_FILE)) as f:
+    with open(os.path.join(b.data_dir, skiplog.REPORT_FILE)) as f:
       report = json.load(f)
     assert report == json.loads(json.dumps(b.report))
     assert report["dataset"] == f"{name}/{b.builder_config.name}"
@@ -110,12 +110,12 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert {r: len(v) for r, v in report["excluded"].items()} == exp.excluded
     assert report["defects_total"] == sum(exp.skips.values())
     # Each applied erratum names sample, field, both values and its source.
-    for e in report["repaired"].get(corpus.ERRATUM, []):
+    for e in report["repaired"].get(skiplog.ERRATUM, []):
       assert {"sample", "field", "released", "corrected", "source"} <= set(e)
     # The annotation file read, and its sha256, in the report and metadata.
     if name not in ("smic", "ck_plus"):
       ann = report["annotation"]
-      assert ann["sha256"] == corpus.sha256_file(os.path.join(str(manual), ann["file"]))
+      assert ann["sha256"] == corpus_io.sha256_file(os.path.join(str(manual), ann["file"]))
       assert b.info.metadata["annotation_sha256"] == ann["sha256"]
     assert all(e["clip"] for v in report["skipped"].values() for e in v)
     assert report["per_split"] == exp.splits
@@ -211,7 +211,7 @@ def test_missing_or_wrong_manual_dir(name, tmp_path):
   protocol = PROTOCOLS[name][0]
   instructions = sys.modules[f"tfds_builders.{name}"].MANUAL_DOWNLOAD_INSTRUCTIONS
   # Missing folder.
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build(name, tmp_path / "nope", tmp_path / "d1", protocol)
   msg = str(e.value)
   assert TITLES[name] in msg and "does not exist" in msg
@@ -220,7 +220,7 @@ def test_missing_or_wrong_manual_dir(name, tmp_path):
   # Wrong folder: exists, but holds something else.
   wrong = tmp_path / "wrong"
   (wrong / "some_other_corpus").mkdir(parents=True)
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build(name, wrong, tmp_path / "d2", protocol)
   msg = str(e.value)
   assert TITLES[name] in msg and "not found" in msg
@@ -247,29 +247,29 @@ def test_manual_dir_errors_name_layout_and_source():
   for mod, needles in checks.items():
     for n in needles:
       assert n in mod.MANUAL_DOWNLOAD_INSTRUCTIONS, (mod.__name__, n)
-  assert issubclass(corpus.ManualDirError, ValueError)
+  assert issubclass(corpus_io.ManualDirError, ValueError)
 
 
 def test_corpus_helpers(tmp_path):
-  assert corpus.cell_int("46") == 46 and corpus.cell_int(46.0) == 46
-  assert corpus.cell_int("/") is None and corpus.cell_int(-1) is None
-  assert corpus.cell_int(None) is None and corpus.cell_int(" 7 ") == 7
-  assert corpus.frame_number("006_05562.jpg") == 5562
-  assert corpus.frame_number("reg_img46.jpg") == 46
+  assert corpus_io.cell_int("46") == 46 and corpus_io.cell_int(46.0) == 46
+  assert corpus_io.cell_int("/") is None and corpus_io.cell_int(-1) is None
+  assert corpus_io.cell_int(None) is None and corpus_io.cell_int(" 7 ") == 7
+  assert corpus_io.frame_number("006_05562.jpg") == 5562
+  assert corpus_io.frame_number("reg_img46.jpg") == 46
   for n in ("img10.jpg", "IMG9.JPG", "img100.jpg", "img011.jpg", "notes.txt"):
     (tmp_path / n).write_bytes(b"")
-  assert [os.path.basename(p) for p in corpus.list_frames(str(tmp_path))] == [
+  assert [os.path.basename(p) for p in corpus_io.list_frames(str(tmp_path))] == [
       "IMG9.JPG", "img10.jpg", "img011.jpg", "img100.jpg"]
-  files = corpus.list_frames(str(tmp_path))
-  assert [os.path.basename(p) for p in corpus.frames_between(files, 9, 11)] == [
+  files = corpus_io.list_frames(str(tmp_path))
+  assert [os.path.basename(p) for p in corpus_io.frames_between(files, 9, 11)] == [
       "IMG9.JPG", "img10.jpg", "img011.jpg"]
-  with pytest.raises(corpus.FrameRangeError):
-    corpus.frames_between(files, 9, 12)
-  assert corpus.protocol_label("Disgust", corpus.MEGC_3CLASS_NAMES,
-                               corpus.MEGC_3CLASS) == 0
-  assert corpus.protocol_label("others", corpus.MEGC_3CLASS_NAMES,
-                               corpus.MEGC_3CLASS) == -1
-  log = corpus.SkipLog("casme2")
+  with pytest.raises(corpus_io.FrameRangeError):
+    corpus_io.frames_between(files, 9, 12)
+  assert labels.protocol_label("Disgust", labels.MEGC_3CLASS_NAMES,
+                               labels.MEGC_3CLASS) == 0
+  assert labels.protocol_label("others", labels.MEGC_3CLASS_NAMES,
+                               labels.MEGC_3CLASS) == -1
+  log = skiplog.SkipLog("casme2")
   log.skip("missing frames", "sub04/EP12_01")
   log.skip("missing frames", "sub05/EP01_02")
   log.skip("no face", "sub07/EP03_01")
@@ -384,7 +384,7 @@ def test_defect_is_a_counted_skip_or_a_strict_error(defect, tmp_path):
   cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
   sb = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "s"),
                     file_format="array_record", strict=True)
-  with pytest.raises(corpus.CorpusDefectError) as e:
+  with pytest.raises(skiplog.CorpusDefectError) as e:
     sb.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "m")))
@@ -421,8 +421,8 @@ def test_generation_streams_one_clip_at_a_time(corpora, monkeypatch):
   b = tfds.builder("casme2", config=cfg, data_dir="/nonexistent",
                    file_format="array_record")
   reads = []
-  real = corpus.read_rgb
-  monkeypatch.setattr(corpus, "read_rgb", lambda p: reads.append(p) or real(p))
+  real = corpus_io.read_rgb
+  monkeypatch.setattr(corpus_io, "read_rgb", lambda p: reads.append(p) or real(p))
 
   class DL:
     _manual_dir = str(manual)
@@ -441,8 +441,8 @@ def test_megc2019_composite_class_names_agree():
                "casme_sq/3class_112", "casme3/3class_112", "ck_plus/3class_112"):
     b = tfds.builder(full, data_dir="/nonexistent", file_format="array_record")
     names.append(tuple(b.info.metadata["class_names"]))
-  assert set(names) == {corpus.MEGC_3CLASS_NAMES}
-  assert corpus.MEGC_3CLASS_NAMES == ("negative", "positive", "surprise")
+  assert set(names) == {labels.MEGC_3CLASS_NAMES}
+  assert labels.MEGC_3CLASS_NAMES == ("negative", "positive", "surprise")
 
 
 # ----------------------------------------------------------------------------
@@ -485,7 +485,7 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   assert "excluded: " in out and "not in the official list" in out
   assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
   report = os.path.join(data, "casme2", "3class_112", str(casme2.Builder.VERSION),
-                        corpus.REPORT_FILE)
+                        skiplog.REPORT_FILE)
   assert os.path.exists(report) and report in out
   # The positional form still works (default config of a --dataset too).
   rc = main(["casme2/5class_112", "--manual_dir", str(manual), "--data_dir",
@@ -534,13 +534,13 @@ def test_megc2019_composite_is_the_official_list(tmp_path):
     if name == "casme2":
       # The mapping keeps these two disgust clips; the list does not.
       excluded = b.skips.details["excluded"]
-      assert {e["clip"] for e in excluded[corpus.NOT_IN_LIST]} == {
+      assert {e["clip"] for e in excluded[skiplog.NOT_IN_LIST]} == {
           "sub04/EP12_01f", "sub24/EP02_07"}
-      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 2 + 7 + 99
-      assert b.skips.noted(corpus.OFFSET_CUT) == 1   # sub16/EP01_08
+      assert b.skips.exclusions(skiplog.OUTSIDE_PROTOCOL) == 2 + 7 + 99
+      assert b.skips.noted(skiplog.OFFSET_CUT) == 1   # sub16/EP01_08
     if name == "samm":
-      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 26   # 'Other'
-      fixed = b.skips.details["repaired"][corpus.ERRATUM]
+      assert b.skips.exclusions(skiplog.OUTSIDE_PROTOCOL) == 26   # 'Other'
+      fixed = b.skips.details["repaired"][skiplog.ERRATUM]
       assert sorted((e["sample"], e["corrected"]) for e in fixed) == [
           ("row 140", 1105), ("row 147", 4945), ("row 148", 5130)]
     if name == "smic":
@@ -555,7 +555,7 @@ def test_annotation_versions_are_never_guessed(corpora, tmp_path):
   shutil.copytree(corpora["casme2"][0], manual)
   shutil.copy(manual / "CASME2-coding-20140508.xlsx",
               manual / "CASME2-coding-20190701.xlsx")
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build("casme2", manual, tmp_path / "d1", "5class")
   assert "20140508" in str(e.value) and "20190701" in str(e.value)
   assert "--annotation" in str(e.value)
@@ -568,7 +568,7 @@ def test_annotation_versions_are_never_guessed(corpora, tmp_path):
       download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
   assert b.report["annotation"]["file"] == "CASME2-coding-20190701.xlsx"
   assert b.info.metadata["annotation_file"] == "CASME2-coding-20190701.xlsx"
-  with pytest.raises(corpus.ManualDirError, match="not found"):
+  with pytest.raises(corpus_io.ManualDirError, match="not found"):
     b2 = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d3"),
                       file_format="array_record", annotation="nope.xlsx")
     b2.download_and_prepare(
@@ -594,15 +594,15 @@ def test_nested_lookup_and_offset_cut(tmp_path):
   """find_nested goes one level down; cut_offset cuts only past the last file."""
   (tmp_path / "Emotion_labels" / "Emotion" / "S005").mkdir(parents=True)
   (tmp_path / "rel" / "SAMM" / "006").mkdir(parents=True)
-  assert corpus.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
+  assert corpus_io.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
       os.path.join("Emotion_labels", "Emotion"))
-  assert corpus.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
+  assert corpus_io.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
   files = [f"img{n}.jpg" for n in range(5, 10)]
-  log = corpus.SkipLog("x")
+  log = skiplog.SkipLog("x")
   assert corpus.cut_offset(files, 5, 12, "a", log) == 9
   assert corpus.cut_offset(files, 5, 8, "b", log) == 8
   assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
-  assert log.noted(corpus.OFFSET_CUT) == 1
+  assert log.noted(skiplog.OFFSET_CUT) == 1
 
 
 def test_casme3_unpacked_one_folder_down(tmp_path):

@@ -138,8 +138,8 @@ def shard_files(builder) -> dict[str, list[tuple[str, int]]]:
 
 
 def _sha256(path: str) -> str:
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
-  return corpus.sha256_file(path)
+  from tfds_builders import corpus_io  # pylint: disable=g-import-not-at-top
+  return corpus_io.sha256_file(path)
 
 
 def write_shard_checksums(builder) -> str:
