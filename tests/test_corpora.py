@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
-from tfds_builders import corpus, corpus_io, face_align, labels, records, skiplog
+from tfds_builders import clips, corpus, corpus_io, face_align, labels, records, skiplog
 from tfds_builders.smic import smic_dataset_builder
 
 SIZE = 24
@@ -48,21 +48,7 @@ def build(name, manual, data_dir, protocol, size=SIZE, alignment="none",
           variant=""):
   cfg = corpus.CorpusConfig(protocol=protocol, size=size, alignment=alignment,
                             variant=variant)
-  b = tfds.builder(name, config=cfg, data_dir=str(data_dir),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return b
-
-
-def read_all(b):
-  out = {}
-  for split in b.info.splits:
-    for ex in b.as_data_source(split=split):
-      sid = ex["sample_id"].decode()
-      out[sid] = dict(ex, split=split)
-  return out
+  return cf.build(name, manual, data_dir, config=cfg)
 
 
 @pytest.fixture(scope="module")
@@ -119,18 +105,14 @@ def test_builder_records(name, corpora, tmp_path, caplog):
       assert b.info.metadata["annotation_sha256"] == ann["sha256"]
     assert all(e["clip"] for v in report["skipped"].values() for e in v)
     assert report["per_split"] == exp.splits
-    per_class = {n: 0 for n in list(names) + ["-1"]}
-    for clip in exp.clips.values():
-      lab = clip.labels[protocol]
-      per_class[names[lab] if lab >= 0 else "-1"] += 1
-    assert report["per_class"] == per_class
+    assert report["per_class"] == exp.per_class(protocol, names)
     assert report["samples_written"] == len(exp.clips)
     # Every row read is written, skipped or excluded by protocol: none dropped.
     assert report["rows_read"] == (
         len(exp.clips) + report["skipped_total"]
         + sum(len(v) for v in report["excluded"].values()))
 
-    recs = read_all(b)
+    recs = cf.read_all(b)
     assert set(recs) == set(exp.clips)
     for sid, clip in exp.clips.items():
       ex = recs[sid]
@@ -189,7 +171,7 @@ def test_fps_and_registered_configs():
 def test_smic_vis_camera(corpora, tmp_path):
   manual, _ = corpora["smic"]
   b = build("smic", manual, tmp_path, "3class", variant="VIS")
-  recs = read_all(b)
+  recs = cf.read_all(b)
   # VIS is not in the MEGC 2019 composite: no list, s2_ne_01 is written.
   assert len(recs) == 5 and "smic/s2/s2_ne_01" in recs
   assert all(r["fps"] == 25 for r in recs.values())
@@ -202,7 +184,7 @@ def test_casme2_cropped_release_centre_crop_fallback(tmp_path):
   exp = cf.make_casme2(str(tmp_path / "m"), cropped=True).for_protocol("5class")
   b = build("casme2", tmp_path / "m", tmp_path / "d", "5class",
             alignment="dlib_or_center", variant="cropped")
-  assert len(read_all(b)) == len(exp.clips)
+  assert len(cf.read_all(b)) == len(exp.clips)
   assert b.skips.noted("no face, centre crop") == len(exp.clips)
 
 
@@ -307,12 +289,8 @@ def test_dlib_alignment_astronaut_through_builder(tmp_path):
       (1, "EP01_01", 1, 3, 5, "12", "happiness")]})
   size = 112
   # The registered default config: raw release, dlib alignment, 112 px.
-  b = tfds.builder(f"casme2:{casme2.Builder.VERSION}", config="5class_112",
-                   data_dir=str(tmp_path / "d"),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build(f"casme2:{casme2.Builder.VERSION}", manual, tmp_path / "d",
+               config="5class_112")
   assert b.info.metadata["alignment"] == face_align.ALIGN_VERSION
   (ex,) = list(b.as_data_source(split="sub01"))
   out = np.stack(ex["frames"])
@@ -424,12 +402,9 @@ def test_generation_streams_one_clip_at_a_time(corpora, monkeypatch):
   real = corpus_io.read_rgb
   monkeypatch.setattr(corpus_io, "read_rgb", lambda p: reads.append(p) or real(p))
 
-  class DL:
-    _manual_dir = str(manual)
-
-  gens = b._split_generators(DL())   # pylint: disable=protected-access
+  splits = b.plan_splits(str(manual))
   assert not reads   # planning and checking decode nothing into memory
-  key, ex = next(iter(gens["sub01"]))
+  key, ex = next(iter(b.examples(splits["sub01"])))
   assert len(reads) == len(ex["frames"]) and key == "casme2/sub01/EP02_01f"
 
 
@@ -500,11 +475,6 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
 # Real releases: the MEGC 2019 composite list, errata, versions, nested unpacks.
 
 
-class _DL:
-  def __init__(self, manual):
-    self._manual_dir = str(manual)
-
-
 def test_megc2019_composite_is_the_official_list(tmp_path):
   """smic + casme2 + samm `3class` = 442 clips of 68 subjects, class by class.
 
@@ -522,7 +492,7 @@ def test_megc2019_composite_is_the_official_list(tmp_path):
     cfg = corpus.CorpusConfig(protocol="3class", size=SIZE, alignment="none")
     b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
                      file_format="array_record", strict=True)
-    b._split_generators(_DL(manuals[name]))   # pylint: disable=protected-access
+    b.plan_splits(str(manuals[name]))
     plans = [p for ps in b.planned.values() for p in ps]
     counts = tuple(sum(p.label == k for p in plans) for k in range(3))
     assert (len(plans), counts, len(b.planned)) == (n, per_class, n_subj), name
@@ -560,34 +530,22 @@ def test_annotation_versions_are_never_guessed(corpora, tmp_path):
   assert "20140508" in str(e.value) and "20190701" in str(e.value)
   assert "--annotation" in str(e.value)
   cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
-  b = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d2"),
-                   file_format="array_record",
-                   annotation="CASME2-coding-20190701.xlsx")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("casme2", manual, tmp_path / "d2", config=cfg,
+               annotation="CASME2-coding-20190701.xlsx")
   assert b.report["annotation"]["file"] == "CASME2-coding-20190701.xlsx"
   assert b.info.metadata["annotation_file"] == "CASME2-coding-20190701.xlsx"
   with pytest.raises(corpus_io.ManualDirError, match="not found"):
-    b2 = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d3"),
-                      file_format="array_record", annotation="nope.xlsx")
-    b2.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    cf.build("casme2", manual, tmp_path / "d3", config=cfg, annotation="nope.xlsx")
 
 
 def test_strict_passes_on_exclusions_only(corpora, tmp_path):
   """CK+'s unlabelled sequences are exclusions: a strict build passes."""
   manual, exp = corpora["ck_plus"]
   cfg = corpus.CorpusConfig(protocol="7class", size=SIZE, alignment="none")
-  b = tfds.builder("ck_plus", config=cfg, data_dir=str(tmp_path),
-                   file_format="array_record", strict=True)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("ck_plus", manual, tmp_path, config=cfg, strict=True)
   assert b.report["excluded"]["no emotion label"][0]["clip"] == "S005/002"
   assert b.report["defects_total"] == 0
-  assert len(read_all(b)) == len(exp.clips)
+  assert len(cf.read_all(b)) == len(exp.clips)
 
 
 def test_nested_lookup_and_offset_cut(tmp_path):
@@ -599,9 +557,9 @@ def test_nested_lookup_and_offset_cut(tmp_path):
   assert corpus_io.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
   files = [f"img{n}.jpg" for n in range(5, 10)]
   log = skiplog.SkipLog("x")
-  assert corpus.cut_offset(files, 5, 12, "a", log) == 9
-  assert corpus.cut_offset(files, 5, 8, "b", log) == 8
-  assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
+  assert clips.cut_offset(files, 5, 12, "a", log) == 9
+  assert clips.cut_offset(files, 5, 8, "b", log) == 8
+  assert clips.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
   assert log.noted(skiplog.OFFSET_CUT) == 1
 
 

@@ -15,7 +15,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -33,12 +32,7 @@ BUILDS = {"mmew/7class_112": "mmew", "mmew/6class_112": "mmew",
 
 
 def _build(name, manual, data_dir, **kwargs):
-  b = tfds.builder(name, data_dir=str(data_dir), file_format="array_record",
-                   alignment="none", **kwargs)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return b
+  return cf.build(name, manual, data_dir, alignment="none", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +64,7 @@ def test_strict_build_of_release_layout(built, name):
   assert report["defects_total"] == 0 and report["skipped"] == {}
   assert {r: len(v) for r, v in report["repaired"].items()} == exp.notes
   assert report["excluded_total"] == 0
-  per_class = {n: 0 for n in list(names) + ["-1"]}
-  for clip in exp.clips.values():
-    lab = clip.labels[protocol]
-    per_class[names[lab] if lab >= 0 else "-1"] += 1
-  assert report["per_class"] == per_class
+  assert report["per_class"] == exp.per_class(protocol, names)
   assert report["rows_read"] == len(exp.clips)
   if name.startswith("mmew/") and protocol != "macro":   # the sheet and its sha256
     sheet = os.path.join(mmew_manual, "MMEW_Final", "MMEW_Micro_Exp.xlsx")
@@ -85,10 +75,7 @@ def test_strict_build_of_release_layout(built, name):
     assert b.info.metadata["annotation_sha256"] == sha
   else:
     assert report["annotation"] is None
-  recs = {}
-  for split in b.info.splits:
-    for ex in b.as_data_source(split=split):
-      recs[ex["sample_id"].decode()] = ex
+  recs = cf.read_all(b)
   assert set(recs) == set(exp.clips)
   for sid, clip in exp.clips.items():
     ex = recs[sid]
@@ -114,16 +101,8 @@ def test_defects_are_counted_or_stop_a_strict_build(tmp_path, maker, name, varia
     exp = fx.make_oulu_casia(str(manual), defects=True)
   cfg = corpus.CorpusConfig(protocol=variant, size=24, alignment="none")
   with pytest.raises(skiplog.CorpusDefectError, match="Strict build stopped"):
-    b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "s"),
-                     file_format="array_record", strict=True)
-    b.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    cf.build(name, manual, tmp_path / "s", config=cfg, strict=True)
+  b = cf.build(name, manual, tmp_path / "d", config=cfg)
   assert b.report["defects_total"] == sum(exp.skips.values())
   assert {r: len(v) for r, v in b.report["skipped"].items()} == exp.skips
   assert {r: len(v) for r, v in b.report["repaired"].items()} == exp.notes
@@ -139,11 +118,8 @@ def test_mmew_subject_level_layout_and_two_sheet_versions(tmp_path):
   assert "MMEW_Micro_Exp_v2.xlsx" in str(e.value) and "--annotation" in str(e.value)
   v2 = os.path.join("MMEW_Final", "MMEW_Micro_Exp_v2.xlsx")
   cfg = corpus.CorpusConfig(protocol="7class", size=24, alignment="none")
-  b = tfds.builder("mmew", config=cfg, data_dir=str(tmp_path / "d1"),
-                   file_format="array_record", annotation=v2, strict=True)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("mmew", manual, tmp_path / "d1", config=cfg, annotation=v2,
+               strict=True)
   assert b.report["annotation"]["file"] == v2
   assert b.report["per_split"] == exp.splits
 

@@ -1,18 +1,16 @@
 """The plan -> examples machinery every licensed-corpus builder shares.
 
-* `ClipPlan`: one clip to write (its frame files and annotation fields);
-  `clip_indices` / `cut_offset` turn annotated frame numbers into it.
 * `CorpusConfig` / `make_configs`: protocol x size (x variant) configs.
 * `CorpusBuilderMixin`: `_info`, `_split_generators`, `_generate_examples`
   and `build_report.json`; a builder plugs in its annotation reader
-  (`_plan`). Files and sheets: `corpus_io`; skips: `skiplog`; label tables,
-  official lists and errata: `labels`; the record schema: `records`.
+  (`_plan`, returning `clips.ClipPlan`s). Files and sheets: `corpus_io`;
+  skips: `skiplog`; label tables, official lists and errata: `labels`; one
+  clip's plan: `clips`; the record schema: `records`.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import logging
 import os
@@ -20,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus_io
 from tfds_builders import labels
 from tfds_builders import records
@@ -44,77 +43,6 @@ RELEASE_NOTES = {
               "SMIC non_micro folders and clips outside a list are exclusions, "
               "not defects."),
 }
-
-
-@dataclasses.dataclass
-class ClipPlan:
-  """One clip to write: which files, and the annotation fields.
-
-  `files` are the clip's frames onset..offset; `onset/apex/offset` index them.
-  `apex_annotated` is False when `apex` is a stand-in (the middle index: the
-  annotation had no usable apex, or the corpus has none), written as the
-  record's `apex_annotated`.
-  `matrix` (set by the alignment pass) is the 2x3 normalised similarity
-  transform from `face_align`, or None for resize-only.
-  """
-  subject: str      # '<dataset>/<subject>'
-  clip: str         # unique within the subject
-  files: list[str]
-  emotion: str
-  action_units: str
-  label: int
-  apex: int
-  onset: int = 0
-  offset: int = -1
-  fps: float = 0.0
-  apex_annotated: bool = True
-  matrix: Any = None
-
-  @property
-  def sample_id(self) -> str:
-    return f"{self.subject}/{self.clip}"
-
-  @property
-  def where(self) -> str:
-    """`<subject>/<clip>` without the dataset, as the plan's skips name clips."""
-    return f"{self.subject.split('/', 1)[-1]}/{self.clip}"
-
-  def __post_init__(self):
-    if self.offset < 0:
-      self.offset = len(self.files) - 1
-
-
-def clip_indices(apex_num: int | None,
-                 files: Sequence[str]) -> tuple[int, int, int, bool]:
-  """onset/apex/offset INDICES into `files` (the onset..offset frames).
-
-  The apex is looked up by frame number; when it is missing, or not among
-  the files, or outside onset..offset, the middle index is used and the
-  returned flag is True (the caller counts and logs it).
-  """
-  last = len(files) - 1
-  if apex_num is not None:
-    i = corpus_io.index_of(files, apex_num)
-    if i is not None:
-      return 0, i, last, False
-  return 0, last // 2, last, True
-
-
-def cut_offset(files: Sequence[str], onset: int, offset: int, where: str,
-               skips: skiplog.SkipLog) -> int:
-  """`offset`, or the last frame on disk when the annotated offset lies past it.
-
-  CASME II `sub16/EP01_08` is annotated past its last file: the clip is cut
-  to the frames that exist and the cut is reported (`OFFSET_CUT`). Only
-  when the onset itself is on disk; otherwise the offset is returned as is
-  (and `frames_between` reports what is missing).
-  """
-  nums = [n for n in (corpus_io.frame_number(f) for f in files) if n is not None]
-  if not nums or offset <= max(nums) or onset > max(nums) or onset > offset:
-    return offset
-  last = max(nums)
-  skips.note(skiplog.OFFSET_CUT, where, f"offset {offset} -> {last} (last frame on disk)")
-  return last
 
 
 class CorpusConfig(tfds.core.BuilderConfig):
@@ -226,8 +154,8 @@ class CorpusBuilderMixin:
     """The annotation file (see `find_annotation`); records it and its sha256."""
     explicit = self._annotation or getattr(self.builder_config, "annotation", "")
     path = corpus_io.find_annotation(manual, pattern, self.TITLE,
-                           self.MANUAL_DOWNLOAD_INSTRUCTIONS, explicit=explicit,
-                           subdirs=subdirs)
+                                     self.MANUAL_DOWNLOAD_INSTRUCTIONS, explicit=explicit,
+                                     subdirs=subdirs)
     self.annotation_read = {"file": os.path.relpath(path, manual),
                             "sha256": corpus_io.sha256_file(path)}
     return path
@@ -282,7 +210,7 @@ class CorpusBuilderMixin:
   def plan_sheet_rows(self, rows: Sequence[Mapping[str, Any]], root: str,
                       subject_name: Callable[[Any], str | None], xlsx: str,
                       skips: skiplog.SkipLog, fps: float,
-                      apex_column: str) -> list[ClipPlan]:
+                      apex_column: str) -> list[clips.ClipPlan]:
     """Clip plans from annotation rows keyed like CASME II's and SAMM's sheets.
 
     Rows (from `read_xlsx_rows`) carry subject, filename, onset/apex/offset
@@ -309,22 +237,17 @@ class CorpusBuilderMixin:
       if folder is None:
         skips.skip("missing folder", where)
         continue
-      on_disk = corpus_io.list_frames(folder)
-      offset = cut_offset(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus_io.frames_between(on_disk, onset, offset)
-      except corpus_io.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+      files = clips.clip_files(corpus_io.list_frames(folder), onset, offset, where,
+                               skips)
+      if files is None:
         continue
       emotion = corpus_io.cell_str(r.get("estimatedemotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
-      apex_cell = r.get("apexframe")
-      o, a, f, guessed = clip_indices(corpus_io.cell_int(apex_cell), files)
-      if guessed:   # noted only for clips that are kept
-        skips.note(skiplog.APEX_MISSING, where, f"{apex_column}={apex_cell!r}")
-      plans.append(ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(r.get("apexframe"), files, where, skips,
+                                              apex_column)
+      plans.append(clips.ClipPlan(
           subject=f"{self.CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=corpus_io.cell_str(r.get("actionunits")),
           label=label, onset=o, apex=a, offset=f, fps=fps,
@@ -343,11 +266,16 @@ class CorpusBuilderMixin:
         json.dump(self.report, f, indent=1)
       log.warning("%s: report in %s", self.CORPUS, path)
 
-  def _split_generators(self, dl_manager):
-    # `dl_manager.manual_dir` raises a bare AssertionError when the folder is
-    # missing or empty; read the path and raise our own message instead.
-    manual = corpus_io.require_manual_dir(getattr(dl_manager, "_manual_dir", None),
-                                self.TITLE, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+  def plan_splits(self, manual_dir: Any) -> dict[str, list[clips.ClipPlan]]:
+    """Every clip to write, by split name, from the corpus in `manual_dir`.
+
+    Reads the annotation, applies errata and the official list, checks every
+    frame file and finds each clip's face (decoding only onset frames, and
+    none with alignment 'none'); skips are counted in `self.skips`, and
+    `self.planned` maps subject -> plans. Raises `ManualDirError`.
+    """
+    manual = corpus_io.require_manual_dir(manual_dir, self.TITLE,
+                                          self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     self.report = None
     self.annotation_read = None
     self.skips = skiplog.SkipLog(self.CORPUS, strict=self.strict)
@@ -362,7 +290,7 @@ class CorpusBuilderMixin:
       self.info.metadata["annotation_sha256"] = self.annotation_read["sha256"]
     plans = self._check_frames(plans)
     plans = self._align(plans)
-    by_subject: dict[str, list[ClipPlan]] = collections.OrderedDict()
+    by_subject: dict[str, list[clips.ClipPlan]] = collections.OrderedDict()
     seen = set()
     for p in plans:
       if p.sample_id in seen:
@@ -385,14 +313,20 @@ class CorpusBuilderMixin:
     self._splits_left = len(by_subject)
     self._written: collections.Counter = collections.Counter()
     self._per_split: dict[str, int] = {}
-    return {records.split_name(s): self._generate_examples(ps)
-            for s, ps in sorted(by_subject.items(), key=lambda kv: corpus_io.natural_key(kv[0]))}
+    ordered = sorted(by_subject.items(), key=lambda kv: corpus_io.natural_key(kv[0]))
+    return {records.split_name(s): ps for s, ps in ordered}
+
+  def _split_generators(self, dl_manager):
+    # `dl_manager.manual_dir` raises a bare AssertionError when the folder is
+    # missing or empty; read the path and raise our own message instead.
+    splits = self.plan_splits(getattr(dl_manager, "_manual_dir", None))
+    return {name: self._generate_examples(plans) for name, plans in splits.items()}
 
   def membership(self) -> labels.Membership | None:
     """The official list this build's protocol is restricted to, or None."""
     return self.MEMBERSHIP.get(self.builder_config.protocol)
 
-  def _apply_membership(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+  def _apply_membership(self, plans: list[clips.ClipPlan]) -> list[clips.ClipPlan]:
     """Restricts a protocol to its official list (`MEMBERSHIP`), if it has one.
 
     A clip the list does not name, or whose emotion the protocol's mapping
@@ -458,7 +392,7 @@ class CorpusBuilderMixin:
         "summary": self.skips.summary(),
     }
 
-  def _check_frames(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+  def _check_frames(self, plans: list[clips.ClipPlan]) -> list[clips.ClipPlan]:
     """Skips clips with an unreadable or truncated frame, before any split is made.
 
     Checked up front because TFDS cannot write a split that ends up empty
@@ -476,7 +410,7 @@ class CorpusBuilderMixin:
       kept.append(p)
     return kept
 
-  def _align(self, plans: list[ClipPlan]) -> list[ClipPlan]:
+  def _align(self, plans: list[clips.ClipPlan]) -> list[clips.ClipPlan]:
     """Computes each clip's transform on its onset frame (skips faceless clips)."""
     if self.alignment == "none":
       return plans
@@ -502,7 +436,7 @@ class CorpusBuilderMixin:
       kept.append(p)
     return kept
 
-  def _encode_clip(self, p: ClipPlan) -> list[bytes] | None:
+  def _encode_clip(self, p: clips.ClipPlan) -> list[bytes] | None:
     """The clip's frames as PNG crops, or None (skipped) if one is unreadable.
 
     Frames were checked before the splits were made; a failure here means a
@@ -526,7 +460,14 @@ class CorpusBuilderMixin:
       encoded.append(records.encode_png(out))
     return encoded
 
-  def _generate_examples(self, plans: Sequence[ClipPlan]) -> Iterator[tuple[str, dict]]:
+  def _generate_examples(self, plans: Sequence[clips.ClipPlan]) -> Iterator[tuple[str, dict]]:
+    return self.examples(plans)
+
+  def examples(self, plans: Sequence[clips.ClipPlan]) -> Iterator[tuple[str, dict]]:
+    """(key, record) of each clip of one split's `plans` (from `plan_splits`).
+
+    Frames are decoded lazily, one clip at a time, as TFDS consumes a split.
+    """
     n = 0
     for p in plans:
       encoded = self._encode_clip(p)

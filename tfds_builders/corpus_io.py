@@ -7,7 +7,8 @@
   files matched ignoring case, also one unpack level further down.
 * `read_xlsx_rows` / `read_sheet` / `cell_str` / `cell_int`: annotation
   spreadsheets via openpyxl (no pandas).
-* `list_frames` / `frame_number` / `natural_key`: frame files in natural
+* `list_frames` / `frame_number` / `natural_key` / `subfolders`: frame
+  files and folders in natural
   order, tolerant of zero padding, case and a prefix (`img46.jpg`,
   `reg_img46.jpg`, `006_05562.jpg`, `image000001.bmp`, `IMG001.JPG`).
 * `frames_between`: annotated onset/offset frame NUMBERS -> the clip's files.
@@ -299,6 +300,17 @@ def natural_key(name: str) -> tuple:
   """Sort key: digit runs compare as numbers, text case-insensitively."""
   parts = _NUM.split(name.lower())
   return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def subfolders(parent: str, skip_hidden: bool = True) -> list[str]:
+  """Names of the folders in `parent`, in natural order (`s2` before `s10`).
+
+  Files (`Thumbs.db`, `.DS_Store`) are left out, and so are hidden folders
+  unless `skip_hidden` is False.
+  """
+  return [d for d in sorted(os.listdir(parent), key=natural_key)
+          if os.path.isdir(os.path.join(parent, d))
+          and not (skip_hidden and d.startswith("."))]
 
 
 def frame_number(name: str) -> int | None:

@@ -61,6 +61,24 @@ class SyntheticCorpus:
   render_clip: Callable[[int, synth.SynthClip, int], np.ndarray]
   fps: float
 
+  def configs(self, tiny_subjects: int) -> list[SyntheticConfig]:
+    """`s64` (the default), `s112` (the same clips at 112 px) and `tiny`.
+
+    `tiny` holds one clip per class of the first `tiny_subjects`, 32 px,
+    for tests.
+    """
+    per_subject = len(self.class_names) * SyntheticConfig.clips_per_class
+    return [
+        SyntheticConfig(name="s64", size=64, description=(
+            f"{len(self.subjects)} subjects x {per_subject} clips, 64 px.")),
+        SyntheticConfig(name="s112", size=112,
+                        description="The s64 clips at 112 px."),
+        SyntheticConfig(name="tiny", size=32, num_subjects=tiny_subjects,
+                        clips_per_class=1, description=(
+                            f"{tiny_subjects} subjects x {len(self.class_names)}"
+                            " clips, 32 px (tests).")),
+    ]
+
   def plan(self, config: SyntheticConfig) -> dict[str, list[synth.SynthClip]]:
     """The clips a config holds, by split name, without rendering any pixels."""
     n = config.num_subjects or len(self.subjects)
@@ -100,6 +118,7 @@ class SyntheticBuilderMixin:
   """
 
   SYNTHETIC: SyntheticCorpus
+  DEFAULT_CONFIG_NAME = "s64"
   EXTRA_METADATA: Mapping[str, Any] = {}
 
   def _info(self) -> tfds.core.DatasetInfo:

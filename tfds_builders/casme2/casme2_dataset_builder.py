@@ -18,6 +18,7 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -103,14 +104,14 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Yan, Wen-Jing and Li, Xiaobai and Wang, Su-Jing and Zhao, Guoying and Liu, Yong-Jin and Chen, Yu-Hsin and Fu, Xiaolan},
   journal={PLoS ONE}, volume={9}, number={1}, pages={e86041}, year={2014}}"""
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
     names = CROPPED_DIRS if self.builder_config.variant == "cropped" else RAW_DIRS
     # As unpacked: CASME2_RAW_selected/CASME2_RAW_selected/sub01, Cropped/Cropped/sub01.
     root = corpus_io.require_path(corpus_io.find_nested(manual, *names, kind="dir"),
-                               self.TITLE, f"frame folder {names[0]}/", manual,
-                               instr)
+                                  self.TITLE, f"frame folder {names[0]}/", manual,
+                                  instr)
     try:
       rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame"])

@@ -25,6 +25,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -116,18 +117,18 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if base is None:
         continue
       split = corpus_io.find_child(corpus_io.find_child(base, "data", kind="dir") or "",
-                                "part_A_split", kind="dir")
+                                   "part_A_split", kind="dir")
       candidates.append(corpus_io.find_child(split, "part_A", kind="dir") if split else None)
     return next((c for c in candidates if has_subjects(c)), None)
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     # The release keeps the sheet in part_A/annotation/, not beside the frames.
     xlsx = self.locate_annotation(manual, XLSX_RE,
                                   subdirs=("annotation", "part_A/annotation"))
     root = self._frame_root(manual)
     corpus_io.require_path(root, self.TITLE, "frame folder part_A/ (spNO.* folders)",
-                        manual, instr)
+                           manual, instr)
     sheets = corpus_io.sheet_names(xlsx)
     sheet = next((s for s in sheets if s.lower() == "label"), 0)
     try:
@@ -161,12 +162,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         skips.skip(skiplog.MISSING_FOLDER, where, f"{subj}/{name}/color")
         continue
       on_disk = corpus_io.list_frames(folder)
-      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
+      offset = clips.cut_offset(on_disk, onset, offset, where, skips)
       start = self._first_kept(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus_io.frames_between(on_disk, start, offset, max_missing=MAX_MISSING)
-      except corpus_io.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+      files = clips.clip_files(on_disk, start, offset, where, skips,
+                               max_missing=MAX_MISSING)
+      if files is None:
         continue
       if len(files) != offset - start + 1:
         skips.note("dropped frames tolerated", where,
@@ -175,11 +175,9 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
-      apex_cell = r.get("apex")
-      o, a, f, guessed = corpus.clip_indices(corpus_io.cell_int(apex_cell), files)
-      if guessed:   # noted only for clips that are kept
-        skips.note(skiplog.APEX_MISSING, where, f"Apex={apex_cell!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(r.get("apex"), files, where, skips,
+                                              "Apex")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=f"{name}_{onset}", files=files,
           emotion=emotion, action_units=corpus_io.cell_str(r.get("au") or r.get("actionunits")),
           label=label, onset=o, apex=a, offset=f, fps=FPS,

@@ -23,6 +23,7 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -80,11 +81,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Qu, Fangbing and Wang, Su-Jing and Yan, Wen-Jing and Li, He and Wu, Shuhang and Fu, Xiaolan},
   journal={IEEE Transactions on Affective Computing}, volume={9}, number={4}, pages={424--436}, year={2018}}"""
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
     root = corpus_io.require_path(corpus_io.find_nested(manual, "rawpic", kind="dir"),
-                               self.TITLE, "frame folder rawpic/", manual, instr)
+                                  self.TITLE, "frame folder rawpic/", manual, instr)
     sheets = corpus_io.sheet_names(xlsx)
     rule1 = next((s for s in sheets if re.sub(r"\s", "", s.lower()) == "namingrule1"), None)
     rule2 = next((s for s in sheets if re.sub(r"\s", "", s.lower()) == "namingrule2"), None)
@@ -144,14 +145,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if folder is None:
         skips.skip("missing folder", where, f"{subj}/{prefix}*")
         continue
-      on_disk = corpus_io.list_frames(folder)
-      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus_io.frames_between(on_disk, onset, offset)
-      except corpus_io.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+      files = clips.clip_files(corpus_io.list_frames(folder), onset, offset, where,
+                               skips)
+      if files is None:
         continue
-      o, a, f, guessed = corpus.clip_indices(apex, files)
       # '<video>_<n>' is unique per subject in the release; keep ids unique
       # even if a copy repeats one.
       seen[f"{subj}/{name}"] = seen.get(f"{subj}/{name}", 0) + 1
@@ -160,9 +157,8 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
-      if guessed:   # noted only for clips that are kept
-        skips.note(skiplog.APEX_MISSING, where, f"apex={ap_c!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(ap_c, files, where, skips, "apex")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=corpus_io.cell_str(aus), label=label,
           onset=o, apex=a, offset=f, fps=FPS, apex_annotated=not guessed))

@@ -21,6 +21,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -102,37 +103,29 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Lucey, Patrick and Cohn, Jeffrey F. and Kanade, Takeo and Saragih, Jason and Ambadar, Zara and Matthews, Iain},
   booktitle={CVPR Workshops}, year={2010}}"""
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     images = corpus_io.require_path(
         corpus_io.find_nested(manual, "cohn-kanade-images", "extended-cohn-kanade-images",
-                           kind="dir"),
+                              kind="dir"),
         self.TITLE, "frame folder cohn-kanade-images/", manual, instr)
     emotion_root = corpus_io.require_path(
         corpus_io.find_nested(manual, "Emotion", "Emotion_labels", kind="dir"),
         self.TITLE, "label folder Emotion/", manual, instr)
     facs_root = corpus_io.find_nested(manual, "FACS", "FACS_labels", kind="dir")
     plans = []
-    for subj in sorted(os.listdir(images), key=corpus_io.natural_key):
-      if not os.path.isdir(os.path.join(images, subj)):
-        continue
-      for seq in sorted(os.listdir(os.path.join(images, subj)), key=corpus_io.natural_key):
+    for subj in corpus_io.subfolders(images, skip_hidden=False):
+      for seq in corpus_io.subfolders(os.path.join(images, subj), skip_hidden=False):
         folder = os.path.join(images, subj, seq)
-        if not os.path.isdir(folder):
-          continue
         where = f"{subj}/{seq}"
-        files = corpus_io.list_frames(folder)
         emo_dir = os.path.join(emotion_root, subj, seq)
         emo_file = corpus_io.find_file_glob(emo_dir, r".*_emotion\.txt")
         if emo_file is None:
           # 266 of the 593 sequences carry no emotion by design.
           skips.exclude(NO_LABEL, where)
           continue
-        if not files:
-          skips.skip(skiplog.EMPTY_FOLDER, where, folder)
-          continue
-        if len(files) < 2:
-          skips.skip("fewer than 2 frames", where)
+        files = clips.sequence_files(folder, where, skips)
+        if files is None:
           continue
         try:
           code = int(_numbers(emo_file)[0][0])
@@ -143,10 +136,10 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           skips.skip(skiplog.UNKNOWN_EMOTION, where, f"code {code} in {emo_file}")
           continue
         facs = (corpus_io.find_file_glob(os.path.join(facs_root, subj, seq),
-                                      r".*_facs\.txt") if facs_root else None)
+                                         r".*_facs\.txt") if facs_root else None)
         emotion = CODES[code]
         last = len(files) - 1
-        plans.append(corpus.ClipPlan(
+        plans.append(clips.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=seq, files=files, emotion=emotion,
             action_units=facs_string(facs), label=self.label_for(emotion),
             onset=0, apex=last, offset=last, fps=FPS,

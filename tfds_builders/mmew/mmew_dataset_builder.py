@@ -39,6 +39,7 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -130,14 +131,14 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
     """The unpacked `MMEW_Final` folder (or manual_dir itself)."""
     return corpus_io.find_nested(manual, *ROOT_DIRS, kind="dir") or manual
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     if self.builder_config.protocol == MACRO:
       return self._plan_macro(manual, skips)
     return self._plan_micro(manual, skips)
 
   # --------------------------------------------------------------------------
 
-  def _plan_micro(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan_micro(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     root = corpus_io.require_path(
         corpus_io.find_nested(self._base(manual), *MICRO_DIRS, kind="dir"),
@@ -179,18 +180,12 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           continue
         offset = max(nums)
         skips.note(OFFSET_MISSING, where, f"OffsetFrame={offset_cell!r} -> {offset}")
-      else:
-        offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus_io.frames_between(on_disk, onset, offset)
-      except corpus_io.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))
+      files = clips.clip_files(on_disk, onset, offset, where, skips)
+      if files is None:
         continue
-      apex_cell = r.get("apexframe")
-      o, a, f, guessed = corpus.clip_indices(corpus_io.cell_int(apex_cell), files)
-      if guessed:
-        skips.note(skiplog.APEX_MISSING, where, f"ApexFrame={apex_cell!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(r.get("apexframe"), files, where,
+                                              skips, "ApexFrame")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
           action_units=corpus_io.cell_str(r.get("actionunits")), label=label,
           onset=o, apex=a, offset=f, fps=FPS, apex_annotated=not guessed))
@@ -212,7 +207,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   # --------------------------------------------------------------------------
 
-  def _plan_macro(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan_macro(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     root = corpus_io.require_path(
         corpus_io.find_nested(self._base(manual), *MACRO_DIRS, kind="dir"),
         self.TITLE, "folder Macro_Expression/", manual,
@@ -220,16 +215,12 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
     known = {e.lower() for e in BASIC}
     # (subject folder or None, emotion folder) pairs.
     emotion_dirs = []
-    for d in sorted(os.listdir(root), key=corpus_io.natural_key):
+    for d in corpus_io.subfolders(root):
       p = os.path.join(root, d)
-      if not os.path.isdir(p) or d.startswith("."):
-        continue
       if d.lower() in known:
         emotion_dirs.append((None, p))
       else:
-        emotion_dirs.extend(
-            (d, os.path.join(p, e)) for e in sorted(os.listdir(p), key=corpus_io.natural_key)
-            if os.path.isdir(os.path.join(p, e)) and not e.startswith("."))
+        emotion_dirs.extend((d, os.path.join(p, e)) for e in corpus_io.subfolders(p))
     plans = []
     for subj_dir, emo_dir in emotion_dirs:
       emotion = os.path.basename(emo_dir)
@@ -253,7 +244,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         if not subj:
           skips.skip("no subject in file name", where, img)
           continue
-        plans.append(corpus.ClipPlan(
+        plans.append(clips.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=sample, files=[img],
             emotion=emotion, action_units="",
             label=self.label_for(emotion.lower()), onset=0, apex=0, offset=0,

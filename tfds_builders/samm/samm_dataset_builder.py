@@ -19,6 +19,7 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
 from tfds_builders import corpus_io
 from tfds_builders import labels
@@ -102,11 +103,11 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Davison, Adrian K. and Lansley, Cliff and Costen, Nicholas and Tan, Kevin and Yap, Moi Hoon},
   journal={IEEE Transactions on Affective Computing}, volume={9}, number={1}, pages={116--129}, year={2018}}"""
 
-  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
     root = corpus_io.require_path(corpus_io.find_nested(manual, "SAMM", kind="dir"),
-                               self.TITLE, "frame folder SAMM/", manual, instr)
+                                  self.TITLE, "frame folder SAMM/", manual, instr)
     try:
       rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "Onset Frame", "Apex Frame",

@@ -158,15 +158,6 @@ class Builder(synthetic.SyntheticBuilderMixin, tfds.core.GeneratorBasedBuilder):
                "0.5-1.0 s. Replaces the renderer inside "
                "mer_jax/tasks/ma2mi_pretrain.py.",
   }
-  BUILDER_CONFIGS = [
-      synthetic.SyntheticConfig(name="s64", size=64,
-                                description="6 subjects x 36 clips, 64 px."),
-      synthetic.SyntheticConfig(name="s112", size=112,
-                                description="The s64 clips at 112 px."),
-      synthetic.SyntheticConfig(name="tiny", size=32, num_subjects=2,
-                                clips_per_class=1,
-                                description="2 subjects x 6 clips, 32 px (tests)."),
-  ]
-  DEFAULT_CONFIG_NAME = "s64"
+  BUILDER_CONFIGS = CORPUS.configs(tiny_subjects=2)
   SYNTHETIC = CORPUS
   EXTRA_METADATA = {"macro": True}

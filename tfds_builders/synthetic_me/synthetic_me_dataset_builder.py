@@ -79,14 +79,5 @@ class Builder(synthetic.SyntheticBuilderMixin, tfds.core.GeneratorBasedBuilder):
                "Pexels frames and Grace Hopper), each with its own geometry. "
                "All frames differ from 1.x.",
   }
-  BUILDER_CONFIGS = [
-      synthetic.SyntheticConfig(name="s64", size=64,
-                                description="10 subjects x 30 clips, 64 px."),
-      synthetic.SyntheticConfig(name="s112", size=112,
-                                     description="The s64 clips at 112 px."),
-      synthetic.SyntheticConfig(name="tiny", size=32, num_subjects=3,
-                                clips_per_class=1,
-                                description="3 subjects x 5 clips, 32 px (tests)."),
-  ]
-  DEFAULT_CONFIG_NAME = "s64"
+  BUILDER_CONFIGS = CORPUS.configs(tiny_subjects=3)
   SYNTHETIC = CORPUS
