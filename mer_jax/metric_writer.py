@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Mapping
 
-import cv2
 import jax
 import numpy as np
 from tensorboard.compat.proto import event_pb2
@@ -37,9 +36,9 @@ class SummaryWriter:
 
   def image(self, step: int, tag: str, image: np.ndarray) -> None:
     """`image`: uint8 `[H, W, 3]` RGB or `[H, W]` grey."""
+    from tfds_builders import records  # pylint: disable=g-import-not-at-top
     image = np.asarray(image)
-    bgr = image[..., ::-1] if image.ndim == 3 else image
-    png = cv2.imencode(".png", np.ascontiguousarray(bgr))[1].tobytes()
+    png = records.encode_png(image)
     img = summary_pb2.Summary.Image(
         height=image.shape[0], width=image.shape[1],
         colorspace=3 if image.ndim == 3 else 1, encoded_image_string=png)

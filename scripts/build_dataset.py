@@ -125,7 +125,7 @@ def build_mismatches(builder, args) -> list[str]:
   --strict, a stored lenient build that skipped defects.
   """
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  from tfds_builders import corpus, corpus_io, skiplog  # pylint: disable=g-import-not-at-top
   root = os.fspath(builder.data_dir)
   stored_meta = {}
   meta_path = os.path.join(root, "metadata.json")
@@ -133,8 +133,8 @@ def build_mismatches(builder, args) -> list[str]:
     with open(meta_path) as f:
       stored_meta = json.load(f)
   report = {}
-  if os.path.isfile(os.path.join(root, corpus.REPORT_FILE)):
-    with open(os.path.join(root, corpus.REPORT_FILE)) as f:
+  if os.path.isfile(os.path.join(root, skiplog.REPORT_FILE)):
+    with open(os.path.join(root, skiplog.REPORT_FILE)) as f:
       report = json.load(f)
   out = []
   if isinstance(builder, corpus.CorpusBuilderMixin):
@@ -154,7 +154,7 @@ def build_mismatches(builder, args) -> list[str]:
   if annotation and not os.path.isabs(annotation) and getattr(args, "manual_dir", None):
     annotation = os.path.join(args.manual_dir, annotation)
   if annotation and os.path.isfile(annotation):
-    digest = corpus.sha256_file(annotation)
+    digest = corpus_io.sha256_file(annotation)
     built = ((report.get("annotation") or {}).get("sha256")
              or stored_meta.get("annotation_sha256"))
     if built and built != digest:
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  from tfds_builders import corpus, skiplog  # pylint: disable=g-import-not-at-top
   name = args.full_name
   data_dir = os.path.expanduser(args.data_dir or sources.default_data_dir())
   try:
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   except BaseException as e:  # pylint: disable=broad-except
     # A build that fails midway leaves no folder that looks finished.
     sources.remove_incomplete(builder)
-    rc = _build_error(e, name, args, corpus)
+    rc = _build_error(e, name, args)
     if rc is None:
       raise
     return rc
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"error: {name}: built, but cannot write its shard checksums: {e}",
           file=sys.stderr)
     return 1
-  _print_report(builder, os.path.join(builder.data_dir, corpus.REPORT_FILE))
+  _print_report(builder, os.path.join(builder.data_dir, skiplog.REPORT_FILE))
   return 0
 
 
@@ -288,14 +288,15 @@ def _check_existing(builder, args, name, data_dir, sources) -> int | None:
   return None
 
 
-def _build_error(e, name, args, corpus) -> int | None:
+def _build_error(e, name, args) -> int | None:
   """Exit status and one message for a failed build (None: re-raise)."""
+  from tfds_builders import corpus_io, skiplog  # pylint: disable=g-import-not-at-top
   if not isinstance(e, Exception):
     return None  # KeyboardInterrupt / SystemExit
-  if isinstance(e, corpus.ManualDirError):
+  if isinstance(e, corpus_io.ManualDirError):
     print(f"error building {name}: {e}", file=sys.stderr)
     return 2
-  if isinstance(e, corpus.CorpusDefectError):
+  if isinstance(e, skiplog.CorpusDefectError):
     print(f"error building {name} (--strict): {_paragraph(e)}", file=sys.stderr)
     return 1
   if args.debug:

@@ -94,8 +94,37 @@ class Expected:
                     notes=over.get("notes", self.notes),
                     excluded=over.get("excluded", self.excluded))
 
+  def per_class(self, protocol: str, names: Sequence[str]) -> dict[str, int]:
+    """`build_report.json`'s `per_class` of a build of `protocol` (`-1`: outside)."""
+    out = {n: 0 for n in list(names) + ["-1"]}
+    for clip in self.clips.values():
+      lab = clip.labels[protocol]
+      out[names[lab] if lab >= 0 else "-1"] += 1
+    return out
 
-# Reasons as the builders name them (tfds_builders.corpus / the builders).
+
+def build(name: str, manual: Any, data_dir: Any, **kwargs):
+  """Builds `name` (a registered `<builder>/<config>`, or a builder and a
+  `config=` keyword) from the corpus in `manual` (array_record, as users do)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  b = tfds.builder(name, data_dir=str(data_dir), file_format="array_record",
+                   **kwargs)
+  b.download_and_prepare(
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return b
+
+
+def read_all(b) -> dict[str, dict[str, Any]]:
+  """sample_id -> record (plus its `split`) of every split of a built builder."""
+  out = {}
+  for split in b.info.splits:
+    for ex in b.as_data_source(split=split):
+      out[ex["sample_id"].decode()] = dict(ex, split=split)
+  return out
+
+
+# Reasons as the builders name them (tfds_builders.skiplog / the builders).
 OFFSET_CUT = "offset past last frame -> cut"
 APEX_MISSING = "apex missing -> middle"
 ERRATUM = "erratum applied"
@@ -475,9 +504,9 @@ SAMM_EMOTIONS = {"Anger": 57, "Contempt": 12, "Disgust": 9, "Fear": 8,
 
 
 def _megc_list(dataset: str) -> list[tuple[str, str, str]]:
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  from tfds_builders import labels  # pylint: disable=g-import-not-at-top
   return [(r["subject"], r["clip"], r["label"])
-          for r in corpus.read_list(corpus.MEGC2019_LIST) if r["dataset"] == dataset]
+          for r in labels.read_list(labels.MEGC2019_LIST) if r["dataset"] == dataset]
 
 
 def _tiny_clip(folder: str, names: Sequence[str]) -> None:

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
-from tfds_builders import common, corpus, face_align
+from tfds_builders import clips, corpus, corpus_io, face_align, labels, records, skiplog
 from tfds_builders.smic import smic_dataset_builder
 
 SIZE = 24
@@ -41,28 +41,14 @@ PROTOCOLS = {
 TITLES = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC",
           "casme_sq": "CAS(ME)^2", "casme3": "CAS(ME)^3", "ck_plus": "CK+"}
 # build_report.json "repaired" reasons after which the apex is a stand-in.
-STAND_IN_APEX = (corpus.APEX_MISSING, smic_dataset_builder.NO_APEX)
+STAND_IN_APEX = (skiplog.APEX_MISSING, smic_dataset_builder.NO_APEX)
 
 
 def build(name, manual, data_dir, protocol, size=SIZE, alignment="none",
           variant=""):
   cfg = corpus.CorpusConfig(protocol=protocol, size=size, alignment=alignment,
                             variant=variant)
-  b = tfds.builder(name, config=cfg, data_dir=str(data_dir),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return b
-
-
-def read_all(b):
-  out = {}
-  for split in b.info.splits:
-    for ex in b.as_data_source(split=split):
-      sid = ex["sample_id"].decode()
-      out[sid] = dict(ex, split=split)
-  return out
+  return cf.build(name, manual, data_dir, config=cfg)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +87,7 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     for reason in exp.skips:
       assert reason in text
     # ... and written to build_report.json next to the records.
-    with open(os.path.join(b.data_dir, corpus.REPORT_FILE)) as f:
+    with open(os.path.join(b.data_dir, skiplog.REPORT_FILE)) as f:
       report = json.load(f)
     assert report == json.loads(json.dumps(b.report))
     assert report["dataset"] == f"{name}/{b.builder_config.name}"
@@ -110,33 +96,29 @@ def test_builder_records(name, corpora, tmp_path, caplog):
     assert {r: len(v) for r, v in report["excluded"].items()} == exp.excluded
     assert report["defects_total"] == sum(exp.skips.values())
     # Each applied erratum names sample, field, both values and its source.
-    for e in report["repaired"].get(corpus.ERRATUM, []):
+    for e in report["repaired"].get(skiplog.ERRATUM, []):
       assert {"sample", "field", "released", "corrected", "source"} <= set(e)
     # The annotation file read, and its sha256, in the report and metadata.
     if name not in ("smic", "ck_plus"):
       ann = report["annotation"]
-      assert ann["sha256"] == corpus.sha256_file(os.path.join(str(manual), ann["file"]))
+      assert ann["sha256"] == corpus_io.sha256_file(os.path.join(str(manual), ann["file"]))
       assert b.info.metadata["annotation_sha256"] == ann["sha256"]
     assert all(e["clip"] for v in report["skipped"].values() for e in v)
     assert report["per_split"] == exp.splits
-    per_class = {n: 0 for n in list(names) + ["-1"]}
-    for clip in exp.clips.values():
-      lab = clip.labels[protocol]
-      per_class[names[lab] if lab >= 0 else "-1"] += 1
-    assert report["per_class"] == per_class
+    assert report["per_class"] == exp.per_class(protocol, names)
     assert report["samples_written"] == len(exp.clips)
     # Every row read is written, skipped or excluded by protocol: none dropped.
     assert report["rows_read"] == (
         len(exp.clips) + report["skipped_total"]
         + sum(len(v) for v in report["excluded"].values()))
 
-    recs = read_all(b)
+    recs = cf.read_all(b)
     assert set(recs) == set(exp.clips)
     for sid, clip in exp.clips.items():
       ex = recs[sid]
       subject = sid.rsplit("/", 1)[0]
       assert ex["subject"].decode() == subject
-      assert ex["split"] == common.split_name(subject)
+      assert ex["split"] == records.split_name(subject)
       frames = np.stack(ex["frames"])
       assert frames.shape == (len(clip.numbers), SIZE, SIZE, 3)
       assert frames.dtype == np.uint8
@@ -189,7 +171,7 @@ def test_fps_and_registered_configs():
 def test_smic_vis_camera(corpora, tmp_path):
   manual, _ = corpora["smic"]
   b = build("smic", manual, tmp_path, "3class", variant="VIS")
-  recs = read_all(b)
+  recs = cf.read_all(b)
   # VIS is not in the MEGC 2019 composite: no list, s2_ne_01 is written.
   assert len(recs) == 5 and "smic/s2/s2_ne_01" in recs
   assert all(r["fps"] == 25 for r in recs.values())
@@ -202,7 +184,7 @@ def test_casme2_cropped_release_centre_crop_fallback(tmp_path):
   exp = cf.make_casme2(str(tmp_path / "m"), cropped=True).for_protocol("5class")
   b = build("casme2", tmp_path / "m", tmp_path / "d", "5class",
             alignment="dlib_or_center", variant="cropped")
-  assert len(read_all(b)) == len(exp.clips)
+  assert len(cf.read_all(b)) == len(exp.clips)
   assert b.skips.noted("no face, centre crop") == len(exp.clips)
 
 
@@ -211,7 +193,7 @@ def test_missing_or_wrong_manual_dir(name, tmp_path):
   protocol = PROTOCOLS[name][0]
   instructions = sys.modules[f"tfds_builders.{name}"].MANUAL_DOWNLOAD_INSTRUCTIONS
   # Missing folder.
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build(name, tmp_path / "nope", tmp_path / "d1", protocol)
   msg = str(e.value)
   assert TITLES[name] in msg and "does not exist" in msg
@@ -220,7 +202,7 @@ def test_missing_or_wrong_manual_dir(name, tmp_path):
   # Wrong folder: exists, but holds something else.
   wrong = tmp_path / "wrong"
   (wrong / "some_other_corpus").mkdir(parents=True)
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build(name, wrong, tmp_path / "d2", protocol)
   msg = str(e.value)
   assert TITLES[name] in msg and "not found" in msg
@@ -247,29 +229,29 @@ def test_manual_dir_errors_name_layout_and_source():
   for mod, needles in checks.items():
     for n in needles:
       assert n in mod.MANUAL_DOWNLOAD_INSTRUCTIONS, (mod.__name__, n)
-  assert issubclass(corpus.ManualDirError, ValueError)
+  assert issubclass(corpus_io.ManualDirError, ValueError)
 
 
 def test_corpus_helpers(tmp_path):
-  assert corpus.cell_int("46") == 46 and corpus.cell_int(46.0) == 46
-  assert corpus.cell_int("/") is None and corpus.cell_int(-1) is None
-  assert corpus.cell_int(None) is None and corpus.cell_int(" 7 ") == 7
-  assert corpus.frame_number("006_05562.jpg") == 5562
-  assert corpus.frame_number("reg_img46.jpg") == 46
+  assert corpus_io.cell_int("46") == 46 and corpus_io.cell_int(46.0) == 46
+  assert corpus_io.cell_int("/") is None and corpus_io.cell_int(-1) is None
+  assert corpus_io.cell_int(None) is None and corpus_io.cell_int(" 7 ") == 7
+  assert corpus_io.frame_number("006_05562.jpg") == 5562
+  assert corpus_io.frame_number("reg_img46.jpg") == 46
   for n in ("img10.jpg", "IMG9.JPG", "img100.jpg", "img011.jpg", "notes.txt"):
     (tmp_path / n).write_bytes(b"")
-  assert [os.path.basename(p) for p in corpus.list_frames(str(tmp_path))] == [
+  assert [os.path.basename(p) for p in corpus_io.list_frames(str(tmp_path))] == [
       "IMG9.JPG", "img10.jpg", "img011.jpg", "img100.jpg"]
-  files = corpus.list_frames(str(tmp_path))
-  assert [os.path.basename(p) for p in corpus.frames_between(files, 9, 11)] == [
+  files = corpus_io.list_frames(str(tmp_path))
+  assert [os.path.basename(p) for p in corpus_io.frames_between(files, 9, 11)] == [
       "IMG9.JPG", "img10.jpg", "img011.jpg"]
-  with pytest.raises(corpus.FrameRangeError):
-    corpus.frames_between(files, 9, 12)
-  assert corpus.protocol_label("Disgust", corpus.MEGC_3CLASS_NAMES,
-                               corpus.MEGC_3CLASS) == 0
-  assert corpus.protocol_label("others", corpus.MEGC_3CLASS_NAMES,
-                               corpus.MEGC_3CLASS) == -1
-  log = corpus.SkipLog("casme2")
+  with pytest.raises(corpus_io.FrameRangeError):
+    corpus_io.frames_between(files, 9, 12)
+  assert labels.protocol_label("Disgust", labels.MEGC_3CLASS_NAMES,
+                               labels.MEGC_3CLASS) == 0
+  assert labels.protocol_label("others", labels.MEGC_3CLASS_NAMES,
+                               labels.MEGC_3CLASS) == -1
+  log = skiplog.SkipLog("casme2")
   log.skip("missing frames", "sub04/EP12_01")
   log.skip("missing frames", "sub05/EP01_02")
   log.skip("no face", "sub07/EP03_01")
@@ -307,12 +289,8 @@ def test_dlib_alignment_astronaut_through_builder(tmp_path):
       (1, "EP01_01", 1, 3, 5, "12", "happiness")]})
   size = 112
   # The registered default config: raw release, dlib alignment, 112 px.
-  b = tfds.builder(f"casme2:{casme2.Builder.VERSION}", config="5class_112",
-                   data_dir=str(tmp_path / "d"),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build(f"casme2:{casme2.Builder.VERSION}", manual, tmp_path / "d",
+               config="5class_112")
   assert b.info.metadata["alignment"] == face_align.ALIGN_VERSION
   (ex,) = list(b.as_data_source(split="sub01"))
   out = np.stack(ex["frames"])
@@ -384,7 +362,7 @@ def test_defect_is_a_counted_skip_or_a_strict_error(defect, tmp_path):
   cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
   sb = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "s"),
                     file_format="array_record", strict=True)
-  with pytest.raises(corpus.CorpusDefectError) as e:
+  with pytest.raises(skiplog.CorpusDefectError) as e:
     sb.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "m")))
@@ -421,15 +399,12 @@ def test_generation_streams_one_clip_at_a_time(corpora, monkeypatch):
   b = tfds.builder("casme2", config=cfg, data_dir="/nonexistent",
                    file_format="array_record")
   reads = []
-  real = corpus.read_rgb
-  monkeypatch.setattr(corpus, "read_rgb", lambda p: reads.append(p) or real(p))
+  real = corpus_io.read_rgb
+  monkeypatch.setattr(corpus_io, "read_rgb", lambda p: reads.append(p) or real(p))
 
-  class DL:
-    _manual_dir = str(manual)
-
-  gens = b._split_generators(DL())   # pylint: disable=protected-access
+  splits = b.plan_splits(str(manual))
   assert not reads   # planning and checking decode nothing into memory
-  key, ex = next(iter(gens["sub01"]))
+  key, ex = next(iter(b.examples(splits["sub01"])))
   assert len(reads) == len(ex["frames"]) and key == "casme2/sub01/EP02_01f"
 
 
@@ -441,8 +416,8 @@ def test_megc2019_composite_class_names_agree():
                "casme_sq/3class_112", "casme3/3class_112", "ck_plus/3class_112"):
     b = tfds.builder(full, data_dir="/nonexistent", file_format="array_record")
     names.append(tuple(b.info.metadata["class_names"]))
-  assert set(names) == {corpus.MEGC_3CLASS_NAMES}
-  assert corpus.MEGC_3CLASS_NAMES == ("negative", "positive", "surprise")
+  assert set(names) == {labels.MEGC_3CLASS_NAMES}
+  assert labels.MEGC_3CLASS_NAMES == ("negative", "positive", "surprise")
 
 
 # ----------------------------------------------------------------------------
@@ -485,7 +460,7 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
   assert "excluded: " in out and "not in the official list" in out
   assert f"skipped {sum(exp.skips.values())}: 1 missing frames" in out
   report = os.path.join(data, "casme2", "3class_112", str(casme2.Builder.VERSION),
-                        corpus.REPORT_FILE)
+                        skiplog.REPORT_FILE)
   assert os.path.exists(report) and report in out
   # The positional form still works (default config of a --dataset too).
   rc = main(["casme2/5class_112", "--manual_dir", str(manual), "--data_dir",
@@ -498,11 +473,6 @@ def test_cli_issue_form_report_and_exit_codes(corpora, tmp_path, capsys):
 
 # ----------------------------------------------------------------------------
 # Real releases: the MEGC 2019 composite list, errata, versions, nested unpacks.
-
-
-class _DL:
-  def __init__(self, manual):
-    self._manual_dir = str(manual)
 
 
 def test_megc2019_composite_is_the_official_list(tmp_path):
@@ -522,7 +492,7 @@ def test_megc2019_composite_is_the_official_list(tmp_path):
     cfg = corpus.CorpusConfig(protocol="3class", size=SIZE, alignment="none")
     b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
                      file_format="array_record", strict=True)
-    b._split_generators(_DL(manuals[name]))   # pylint: disable=protected-access
+    b.plan_splits(str(manuals[name]))
     plans = [p for ps in b.planned.values() for p in ps]
     counts = tuple(sum(p.label == k for p in plans) for k in range(3))
     assert (len(plans), counts, len(b.planned)) == (n, per_class, n_subj), name
@@ -534,13 +504,13 @@ def test_megc2019_composite_is_the_official_list(tmp_path):
     if name == "casme2":
       # The mapping keeps these two disgust clips; the list does not.
       excluded = b.skips.details["excluded"]
-      assert {e["clip"] for e in excluded[corpus.NOT_IN_LIST]} == {
+      assert {e["clip"] for e in excluded[skiplog.NOT_IN_LIST]} == {
           "sub04/EP12_01f", "sub24/EP02_07"}
-      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 2 + 7 + 99
-      assert b.skips.noted(corpus.OFFSET_CUT) == 1   # sub16/EP01_08
+      assert b.skips.exclusions(skiplog.OUTSIDE_PROTOCOL) == 2 + 7 + 99
+      assert b.skips.noted(skiplog.OFFSET_CUT) == 1   # sub16/EP01_08
     if name == "samm":
-      assert b.skips.exclusions(corpus.OUTSIDE_PROTOCOL) == 26   # 'Other'
-      fixed = b.skips.details["repaired"][corpus.ERRATUM]
+      assert b.skips.exclusions(skiplog.OUTSIDE_PROTOCOL) == 26   # 'Other'
+      fixed = b.skips.details["repaired"][skiplog.ERRATUM]
       assert sorted((e["sample"], e["corrected"]) for e in fixed) == [
           ("row 140", 1105), ("row 147", 4945), ("row 148", 5130)]
     if name == "smic":
@@ -555,54 +525,42 @@ def test_annotation_versions_are_never_guessed(corpora, tmp_path):
   shutil.copytree(corpora["casme2"][0], manual)
   shutil.copy(manual / "CASME2-coding-20140508.xlsx",
               manual / "CASME2-coding-20190701.xlsx")
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     build("casme2", manual, tmp_path / "d1", "5class")
   assert "20140508" in str(e.value) and "20190701" in str(e.value)
   assert "--annotation" in str(e.value)
   cfg = corpus.CorpusConfig(protocol="5class", size=SIZE, alignment="none")
-  b = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d2"),
-                   file_format="array_record",
-                   annotation="CASME2-coding-20190701.xlsx")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("casme2", manual, tmp_path / "d2", config=cfg,
+               annotation="CASME2-coding-20190701.xlsx")
   assert b.report["annotation"]["file"] == "CASME2-coding-20190701.xlsx"
   assert b.info.metadata["annotation_file"] == "CASME2-coding-20190701.xlsx"
-  with pytest.raises(corpus.ManualDirError, match="not found"):
-    b2 = tfds.builder("casme2", config=cfg, data_dir=str(tmp_path / "d3"),
-                      file_format="array_record", annotation="nope.xlsx")
-    b2.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  with pytest.raises(corpus_io.ManualDirError, match="not found"):
+    cf.build("casme2", manual, tmp_path / "d3", config=cfg, annotation="nope.xlsx")
 
 
 def test_strict_passes_on_exclusions_only(corpora, tmp_path):
   """CK+'s unlabelled sequences are exclusions: a strict build passes."""
   manual, exp = corpora["ck_plus"]
   cfg = corpus.CorpusConfig(protocol="7class", size=SIZE, alignment="none")
-  b = tfds.builder("ck_plus", config=cfg, data_dir=str(tmp_path),
-                   file_format="array_record", strict=True)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("ck_plus", manual, tmp_path, config=cfg, strict=True)
   assert b.report["excluded"]["no emotion label"][0]["clip"] == "S005/002"
   assert b.report["defects_total"] == 0
-  assert len(read_all(b)) == len(exp.clips)
+  assert len(cf.read_all(b)) == len(exp.clips)
 
 
 def test_nested_lookup_and_offset_cut(tmp_path):
   """find_nested goes one level down; cut_offset cuts only past the last file."""
   (tmp_path / "Emotion_labels" / "Emotion" / "S005").mkdir(parents=True)
   (tmp_path / "rel" / "SAMM" / "006").mkdir(parents=True)
-  assert corpus.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
+  assert corpus_io.find_nested(str(tmp_path), "Emotion", "Emotion_labels").endswith(
       os.path.join("Emotion_labels", "Emotion"))
-  assert corpus.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
+  assert corpus_io.find_nested(str(tmp_path), "SAMM").endswith(os.path.join("rel", "SAMM"))
   files = [f"img{n}.jpg" for n in range(5, 10)]
-  log = corpus.SkipLog("x")
-  assert corpus.cut_offset(files, 5, 12, "a", log) == 9
-  assert corpus.cut_offset(files, 5, 8, "b", log) == 8
-  assert corpus.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
-  assert log.noted(corpus.OFFSET_CUT) == 1
+  log = skiplog.SkipLog("x")
+  assert clips.cut_offset(files, 5, 12, "a", log) == 9
+  assert clips.cut_offset(files, 5, 8, "b", log) == 8
+  assert clips.cut_offset(files, 11, 12, "c", log) == 12   # onset past too: not cut
+  assert log.noted(skiplog.OFFSET_CUT) == 1
 
 
 def test_casme3_unpacked_one_folder_down(tmp_path):

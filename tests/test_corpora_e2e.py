@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from tfds_builders import casme2, casme3, casme_sq, ck_plus, samm, smic  # noqa: F401  (register)
-from tfds_builders import corpus
+from tfds_builders import labels, skiplog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEGC2019 = ("smic/3class_112", "casme2/3class_112", "samm/3class_112")
@@ -48,7 +48,7 @@ def built(tmp_path_factory):
       b.download_and_prepare(
           file_format="array_record",
           download_config=tfds.download.DownloadConfig(manual_dir=manual))
-      assert os.path.exists(os.path.join(b.data_dir, corpus.REPORT_FILE))
+      assert os.path.exists(os.path.join(b.data_dir, skiplog.REPORT_FILE))
   return data_dir
 
 
@@ -179,7 +179,7 @@ def test_megc2019_composite_loso_over_all_corpora(built, tmp_path, capsys):
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = sources.load_corpus(list(MEGC2019), built, auto_build=False,
                           show_progress=False)
-  assert c.class_names == corpus.MEGC_3CLASS_NAMES
+  assert c.class_names == labels.MEGC_3CLASS_NAMES
   # Subjects are namespaced: one LOSO fold per subject of every corpus
   # (clips outside the MEGC 2019 list or protocol were never written).
   assert c.subjects == sorted(["casme2/sub01", "casme2/sub02", "casme2/sub16",
@@ -188,7 +188,7 @@ def test_megc2019_composite_loso_over_all_corpora(built, tmp_path, capsys):
   assert c.excluded == 0
   results = train.train_and_evaluate(_tiny(MEGC2019, built, "smic/s2"),
                                      str(tmp_path))
-  _check(results, str(tmp_path), corpus.MEGC_3CLASS_NAMES, "smic/s2")
+  _check(results, str(tmp_path), labels.MEGC_3CLASS_NAMES, "smic/s2")
   # MEGC reports each dataset as well as the composite: results.json and
   # the printed table carry both (here one fold: smic's s2 only).
   with open(os.path.join(str(tmp_path), "results.json")) as f:
@@ -210,4 +210,4 @@ def test_fdp_composite_config_on_built_corpora(built, tmp_path):
       "protocol.folds": ("casme2/sub01",)})
   assert tuple(c.input.datasets) == MEGC2019
   results = train.train_and_evaluate(c, str(tmp_path))
-  _check(results, str(tmp_path), corpus.MEGC_3CLASS_NAMES, "casme2/sub01")
+  _check(results, str(tmp_path), labels.MEGC_3CLASS_NAMES, "casme2/sub01")

@@ -15,13 +15,13 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 sys.path.insert(0, os.path.dirname(__file__))
 import corpus_fixtures as cf  # pylint: disable=g-import-not-at-top,wrong-import-position
 import corpus_fixtures_mmew_oulu as fx  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from tfds_builders import corpus, mmew, oulu_casia  # noqa: F401  (register)
+from tfds_builders import corpus, corpus_io, labels, skiplog
+from tfds_builders import mmew, oulu_casia  # noqa: F401  (register)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Registered config -> (manual key, which Expected).
@@ -32,12 +32,7 @@ BUILDS = {"mmew/7class_112": "mmew", "mmew/6class_112": "mmew",
 
 
 def _build(name, manual, data_dir, **kwargs):
-  b = tfds.builder(name, data_dir=str(data_dir), file_format="array_record",
-                   alignment="none", **kwargs)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return b
+  return cf.build(name, manual, data_dir, alignment="none", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +59,12 @@ def test_strict_build_of_release_layout(built, name):
   protocol = b.builder_config.protocol
   names, _ = b.PROTOCOLS[protocol]
   assert {s: b.info.splits[s].num_examples for s in b.info.splits} == exp.splits
-  with open(os.path.join(b.data_dir, corpus.REPORT_FILE)) as f:
+  with open(os.path.join(b.data_dir, skiplog.REPORT_FILE)) as f:
     report = json.load(f)
   assert report["defects_total"] == 0 and report["skipped"] == {}
   assert {r: len(v) for r, v in report["repaired"].items()} == exp.notes
   assert report["excluded_total"] == 0
-  per_class = {n: 0 for n in list(names) + ["-1"]}
-  for clip in exp.clips.values():
-    lab = clip.labels[protocol]
-    per_class[names[lab] if lab >= 0 else "-1"] += 1
-  assert report["per_class"] == per_class
+  assert report["per_class"] == exp.per_class(protocol, names)
   assert report["rows_read"] == len(exp.clips)
   if name.startswith("mmew/") and protocol != "macro":   # the sheet and its sha256
     sheet = os.path.join(mmew_manual, "MMEW_Final", "MMEW_Micro_Exp.xlsx")
@@ -84,10 +75,7 @@ def test_strict_build_of_release_layout(built, name):
     assert b.info.metadata["annotation_sha256"] == sha
   else:
     assert report["annotation"] is None
-  recs = {}
-  for split in b.info.splits:
-    for ex in b.as_data_source(split=split):
-      recs[ex["sample_id"].decode()] = ex
+  recs = cf.read_all(b)
   assert set(recs) == set(exp.clips)
   for sid, clip in exp.clips.items():
     ex = recs[sid]
@@ -112,17 +100,9 @@ def test_defects_are_counted_or_stop_a_strict_build(tmp_path, maker, name, varia
   else:
     exp = fx.make_oulu_casia(str(manual), defects=True)
   cfg = corpus.CorpusConfig(protocol=variant, size=24, alignment="none")
-  with pytest.raises(corpus.CorpusDefectError, match="Strict build stopped"):
-    b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "s"),
-                     file_format="array_record", strict=True)
-    b.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  b = tfds.builder(name, config=cfg, data_dir=str(tmp_path / "d"),
-                   file_format="array_record")
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  with pytest.raises(skiplog.CorpusDefectError, match="Strict build stopped"):
+    cf.build(name, manual, tmp_path / "s", config=cfg, strict=True)
+  b = cf.build(name, manual, tmp_path / "d", config=cfg)
   assert b.report["defects_total"] == sum(exp.skips.values())
   assert {r: len(v) for r, v in b.report["skipped"].items()} == exp.skips
   assert {r: len(v) for r, v in b.report["repaired"].items()} == exp.notes
@@ -133,16 +113,13 @@ def test_mmew_subject_level_layout_and_two_sheet_versions(tmp_path):
   """The authors' `<subject>/<emotion>/<clip>` layout; two sheets need annotation=."""
   manual = tmp_path / "m"
   exp, _ = fx.make_mmew(str(manual), subject_level=True, two_versions=True)
-  with pytest.raises(corpus.ManualDirError, match="2 annotation files") as e:
+  with pytest.raises(corpus_io.ManualDirError, match="2 annotation files") as e:
     _build("mmew/7class_112", manual, tmp_path / "d0")
   assert "MMEW_Micro_Exp_v2.xlsx" in str(e.value) and "--annotation" in str(e.value)
   v2 = os.path.join("MMEW_Final", "MMEW_Micro_Exp_v2.xlsx")
   cfg = corpus.CorpusConfig(protocol="7class", size=24, alignment="none")
-  b = tfds.builder("mmew", config=cfg, data_dir=str(tmp_path / "d1"),
-                   file_format="array_record", annotation=v2, strict=True)
-  b.download_and_prepare(
-      file_format="array_record",
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  b = cf.build("mmew", manual, tmp_path / "d1", config=cfg, annotation=v2,
+               strict=True)
   assert b.report["annotation"]["file"] == v2
   assert b.report["per_split"] == exp.splits
 
@@ -156,7 +133,7 @@ def test_oulu_casia_camera_and_lighting_configs(tmp_path):
           "3class_112_ni_weak"} <= names
   b = _build("oulu_casia/6class_112_ni_strong", manual, tmp_path / "d")
   assert b.report["per_split"] == {"P001": 1}
-  with pytest.raises(corpus.ManualDirError, match="NI/Dark"):
+  with pytest.raises(corpus_io.ManualDirError, match="NI/Dark"):
     _build("oulu_casia/6class_112_ni_dark", manual, tmp_path / "d")
 
 
@@ -164,7 +141,7 @@ def test_oulu_casia_camera_and_lighting_configs(tmp_path):
     ("mmew", "Micro_Expression"), ("oulu_casia", "OriginalImg/VL/Strong")])
 def test_missing_manual_dir_names_layout(tmp_path, name, layout):
   (tmp_path / "empty").mkdir()
-  with pytest.raises(corpus.ManualDirError) as e:
+  with pytest.raises(corpus_io.ManualDirError) as e:
     _build(f"{name}/6class_112", tmp_path / "empty", tmp_path / "d")
   assert layout in str(e.value)
 
@@ -191,7 +168,7 @@ def test_fdp_mmew_tiny_trains_on_the_built_fixture(built, tmp_path):
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": ("mmew/S01",)})
   assert tuple(c.input.datasets) == ("mmew/3class_112",)
   results = train.train_and_evaluate(c, str(tmp_path))
-  assert list(results["class_names"]) == list(corpus.MEGC_3CLASS_NAMES)
+  assert list(results["class_names"]) == list(labels.MEGC_3CLASS_NAMES)
   (fold,) = results["per_fold"]
   # S01's happiness and surprise clips; its 'others' clip is outside 3class.
   assert fold["subject"] == "mmew/S01" and results["n"] == 2

@@ -6,6 +6,7 @@ import pytest
 from mer_jax.data import pipeline
 from mer_jax.data import sampling
 from mer_jax.data import sources
+from tfds_builders import records as record_schema
 
 
 def _clip(n, h=4):
@@ -144,7 +145,7 @@ def _corpus(onset_apex_offset, n=12, size=8, apex_annotated=()):
   """
   clips, records = [], []
   for k, (onset, apex, offset) in enumerate(onset_apex_offset):
-    frames = [sources.encode_png(np.full((size, size, 3), 10 * i, np.uint8))
+    frames = [record_schema.encode_png(np.full((size, size, 3), 10 * i, np.uint8))
               for i in range(n)]
     rec = {"frames": frames, "onset": np.int32(onset), "offset": np.int32(offset)}
     if apex is not None:
@@ -259,7 +260,7 @@ def test_targets_are_dynamic_images_of_the_augmented_frames():
     for i in range(n):  # a blob that drifts right and brightens, off centre
       blob = np.exp(-((xx - 3 - 0.6 * i - k % 3) ** 2 + (yy - 5 - k % 2) ** 2) / 6.0)
       img = np.clip(40 + 8 * xx + 120 * blob * (1 + 0.1 * i), 0, 255)
-      frames.append(sources.encode_png(np.repeat(img[..., None], 3, -1)
+      frames.append(record_schema.encode_png(np.repeat(img[..., None], 3, -1)
                                        .astype(np.uint8)))
     records.append({"frames": frames, "onset": np.int32(0),
                     "offset": np.int32(n - 1), "apex": np.int32(4)})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tfds_builders import common
+from tfds_builders import records
 import tfds_builders.synthetic_me  # pylint: disable=unused-import  (registers)
 from tfds_builders.synthetic_me import synth
 from tfds_builders.synthetic_me import synthetic_me_dataset_builder as smb
@@ -38,7 +38,7 @@ def test_schema(tiny):
   n = 0
   for split, ex in _all_examples(builder):
     n += 1
-    assert set(ex) == set(common.FEATURE_KEYS)
+    assert set(ex) == set(records.FEATURE_KEYS)
     frames = np.stack(ex["frames"])
     assert frames.dtype == np.uint8 and frames.shape[1:] == (size, size, 3)
     t = len(frames)
@@ -55,7 +55,7 @@ def test_schema(tiny):
     assert ex["action_units"].decode() == smb.ACTION_UNITS[ex["label"]]
     subject = ex["subject"].decode()
     assert subject == "synthetic_me/" + split
-    assert common.split_name(subject) == split
+    assert records.split_name(subject) == split
     assert ex["sample_id"].decode().startswith(subject + "/")
     assert ex["fps"] == pytest.approx(30.0)
   assert n == 3 * 5
@@ -110,7 +110,7 @@ def test_full_config_plan():
   for split, clips in p64.items():
     assert 20 <= len(clips) <= 40
     assert {c.label for c in clips} == set(range(5))
-    assert all(common.split_name(c.subject) == split for c in clips)
+    assert all(records.split_name(c.subject) == split for c in clips)
     for c in clips:
       assert 4 <= c.onset < c.apex < c.offset <= c.num_frames - 5
       ids.add((c.subject, c.clip))

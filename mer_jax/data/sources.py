@@ -138,8 +138,8 @@ def shard_files(builder) -> dict[str, list[tuple[str, int]]]:
 
 
 def _sha256(path: str) -> str:
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
-  return corpus.sha256_file(path)
+  from tfds_builders import corpus_io  # pylint: disable=g-import-not-at-top
+  return corpus_io.sha256_file(path)
 
 
 def write_shard_checksums(builder) -> str:
@@ -265,8 +265,9 @@ class EncodedSource:
   def __getitem__(self, i: int) -> dict[str, Any]:
     parser = getattr(self._features, "_example_parser_np", None)
     if parser is None:  # another TFDS version: decode everything
+      from tfds_builders import records  # pylint: disable=g-import-not-at-top
       rec = dict(self._source[i])
-      rec["frames"] = [encode_png(f) for f in rec["frames"]]
+      rec["frames"] = [records.encode_png(f) for f in rec["frames"]]
       return rec
     return parser.parse_example(self._source.data_source[i])
 
@@ -292,10 +293,6 @@ def decode_frame(encoded: bytes) -> np.ndarray:
     raise ValueError("undecodable frame")
   return img[..., ::-1]
 
-
-def encode_png(frame: np.ndarray) -> bytes:
-  import cv2  # pylint: disable=g-import-not-at-top
-  return cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))[1].tobytes()
 
 
 def _text(x) -> str:

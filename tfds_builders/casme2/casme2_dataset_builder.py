@@ -18,7 +18,11 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "casme2"
 FPS = 200.0
@@ -57,9 +61,9 @@ PROTOCOLS = {
     # MEGC 2019 composite (See et al., FG 2019): negative = disgust +
     # repression only; fear, sadness and others are not in it. Restricted to
     # the official list (`MEMBERSHIP`): 145 clips, 24 subjects.
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC2019_CASME2),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC2019_CASME2),
 }
-MEMBERSHIP = {"3class": corpus.MEGC2019}
+MEMBERSHIP = {"3class": labels.MEGC2019}
 # Every emotion string of CASME2-coding-*.xlsx (an unknown one is a defect).
 EMOTIONS = frozenset({"happiness", "disgust", "repression", "surprise", "fear",
                       "sadness", "others"})
@@ -67,12 +71,12 @@ EMOTIONS = frozenset({"happiness", "disgust", "repression", "surprise", "fear",
 # are handled by rule: `sub16/EP01_08`'s offset past its last frame is cut
 # (`OFFSET_CUT`), `sub04/EP12_01f`'s apex '/' becomes the middle frame
 # (`APEX_MISSING`) and the clip is not in the MEGC 2019 list.
-ERRATA: tuple[corpus.Erratum, ...] = ()
+ERRATA: tuple[labels.Erratum, ...] = ()
 
 
 def subject_name(cell) -> str | None:
   """Spreadsheet Subject (1, 1.0, '01', 'sub01') -> 'sub01'."""
-  s = corpus.cell_str(cell)
+  s = corpus_io.cell_str(cell)
   m = re.fullmatch(r"(?:sub)?0*(\d+)", s, re.IGNORECASE)
   return f"sub{int(m.group(1)):02d}" if m else None
 
@@ -100,18 +104,18 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Yan, Wen-Jing and Li, Xiaobai and Wang, Su-Jing and Zhao, Guoying and Liu, Yong-Jin and Chen, Yu-Hsin and Fu, Xiaolan},
   journal={PLoS ONE}, volume={9}, number={1}, pages={e86041}, year={2014}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
     names = CROPPED_DIRS if self.builder_config.variant == "cropped" else RAW_DIRS
     # As unpacked: CASME2_RAW_selected/CASME2_RAW_selected/sub01, Cropped/Cropped/sub01.
-    root = corpus.require_path(corpus.find_nested(manual, *names, kind="dir"),
-                               self.TITLE, f"frame folder {names[0]}/", manual,
-                               instr)
+    root = corpus_io.require_path(corpus_io.find_nested(manual, *names, kind="dir"),
+                                  self.TITLE, f"frame folder {names[0]}/", manual,
+                                  instr)
     try:
-      rows = corpus.read_xlsx_rows(
+      rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame"])
     except ValueError as e:
-      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+      raise corpus_io.manual_dir_error(self.TITLE, str(e), instr) from e
     return self.plan_sheet_rows(rows, root, subject_name, xlsx, skips, FPS,
                                 apex_column="ApexFrame")

@@ -25,7 +25,11 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "casme3"
 FPS = 30.0
@@ -46,13 +50,13 @@ XLSX_RE = r"cas\(?me\)?\^?3.*part.?A.*ME.*label.*\.xlsx"
 _OFFICIAL = "jingtingEmmaLi/CAS-ME-3 exception/casme3_partA_error_list_ZhouJu.xlsx"
 _MEB = "tvaranka/meb meb/datasets/datasets.py (Casme3)"
 ERRATA = (
-    corpus.Erratum("spNO.149/d/112", "apex", "83", 160, _MEB),        # apex < onset
-    corpus.Erratum("spNO.214/c/5", "offset", "3460", 34, _MEB),       # mistyped offset
-    corpus.Erratum("spNO.216/d/3647", "onset", "3647", 2647, _MEB),   # onset > offset
-    corpus.Erratum("spNO.216/e/0", "onset", "0", 1, _OFFICIAL),       # no 0.jpg
-    corpus.Erratum("spNO.216/e/0", "apex", "0", 1, _OFFICIAL),
-    corpus.Erratum("spNO.40/e/1812", "offset", "0", 1845, _MEB),      # offset 0
-    corpus.Erratum("spNO.40/e/2327", "offset", "0", 2403, _MEB),
+    labels.Erratum("spNO.149/d/112", "apex", "83", 160, _MEB),        # apex < onset
+    labels.Erratum("spNO.214/c/5", "offset", "3460", 34, _MEB),       # mistyped offset
+    labels.Erratum("spNO.216/d/3647", "onset", "3647", 2647, _MEB),   # onset > offset
+    labels.Erratum("spNO.216/e/0", "onset", "0", 1, _OFFICIAL),       # no 0.jpg
+    labels.Erratum("spNO.216/e/0", "apex", "0", 1, _OFFICIAL),
+    labels.Erratum("spNO.40/e/1812", "offset", "0", 1845, _MEB),      # offset 0
+    labels.Erratum("spNO.40/e/2327", "offset", "0", 2403, _MEB),
 )
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -76,10 +80,10 @@ PROTOCOLS = {
     "7class": (("happy", "disgust", "fear", "anger", "sad", "surprise", "others"),
                {"happiness": "happy", "sadness": "sad", "other": "others"}),
     "4class": (("negative", "positive", "surprise", "others"),
-               dict(corpus.MEGC_3CLASS, others="others", other="others")),
+               dict(labels.MEGC_3CLASS, others="others", other="others")),
     # 4-/3-class as in Li et al. (TPAMI 2022, CAS(ME)^3 baselines): anger,
     # disgust, fear, sad -> negative; happy -> positive; no official list.
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC_3CLASS),
 }
 
 
@@ -107,85 +111,82 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
     def has_subjects(d):
       return d is not None and os.path.isdir(d) and any(e.lower().startswith("spno")
                                    for e in os.listdir(d))
-    part_a = corpus.find_nested(manual, "part_A", kind="dir")
+    part_a = corpus_io.find_nested(manual, "part_A", kind="dir")
     candidates = [part_a]
     for base in (manual, part_a):
       if base is None:
         continue
-      split = corpus.find_child(corpus.find_child(base, "data", kind="dir") or "",
-                                "part_A_split", kind="dir")
-      candidates.append(corpus.find_child(split, "part_A", kind="dir") if split else None)
+      split = corpus_io.find_child(corpus_io.find_child(base, "data", kind="dir") or "",
+                                   "part_A_split", kind="dir")
+      candidates.append(corpus_io.find_child(split, "part_A", kind="dir") if split else None)
     return next((c for c in candidates if has_subjects(c)), None)
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     # The release keeps the sheet in part_A/annotation/, not beside the frames.
     xlsx = self.locate_annotation(manual, XLSX_RE,
                                   subdirs=("annotation", "part_A/annotation"))
     root = self._frame_root(manual)
-    corpus.require_path(root, self.TITLE, "frame folder part_A/ (spNO.* folders)",
-                        manual, instr)
-    sheets = corpus.sheet_names(xlsx)
+    corpus_io.require_path(root, self.TITLE, "frame folder part_A/ (spNO.* folders)",
+                           manual, instr)
+    sheets = corpus_io.sheet_names(xlsx)
     sheet = next((s for s in sheets if s.lower() == "label"), 0)
     try:
-      rows = corpus.read_xlsx_rows(
+      rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "Onset", "Apex", "Offset"], sheet=sheet)
     except ValueError as e:
-      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+      raise corpus_io.manual_dir_error(self.TITLE, str(e), instr) from e
     plans = []
     for r in rows:
-      subj, name = corpus.cell_str(r.get("subject")), corpus.cell_str(r.get("filename"))
-      released_onset = corpus.cell_str(r.get("onset"))
+      subj, name = corpus_io.cell_str(r.get("subject")), corpus_io.cell_str(r.get("filename"))
+      released_onset = corpus_io.cell_str(r.get("onset"))
       key = f"{subj}/{name}/{released_onset}"
       # Every cell of the v2 sheet is text ('355'): cell_int reads it.
-      corpus.apply_errata(self.ERRATA, key, r, {}, skips,
+      labels.apply_errata(self.ERRATA, key, r, {}, skips,
                           f"{subj}/{name}_{released_onset}")
-      onset, offset = corpus.cell_int(r.get("onset")), corpus.cell_int(r.get("offset"))
+      onset, offset = corpus_io.cell_int(r.get("onset")), corpus_io.cell_int(r.get("offset"))
       where = f"{subj}/{name}_{onset}" if subj and name else f"row {r['_row']}"
       # Older copies carry an 'Expression type' column mixing in macro rows.
-      etype = corpus.cell_str(r.get("expressiontype")).lower()
+      etype = corpus_io.cell_str(r.get("expressiontype")).lower()
       if etype and "micro" not in etype:
         skips.exclude(f"{etype} (not micro)", where)
         continue
       if not subj or not name or onset is None or offset is None or offset == 0:
-        skips.skip(corpus.BAD_ROW, where, f"{xlsx} row {r['_row']}")
+        skips.skip(skiplog.BAD_ROW, where, f"{xlsx} row {r['_row']}")
         continue
-      subj_dir = corpus.find_child(root, subj, kind="dir")
+      subj_dir = corpus_io.find_child(root, subj, kind="dir")
       # Filenames are lower-case letters, one is 'J': matched ignoring case.
-      clip_dir = corpus.find_child(subj_dir, name, kind="dir") if subj_dir else None
-      folder = corpus.find_child(clip_dir, "color", kind="dir") if clip_dir else None
+      clip_dir = corpus_io.find_child(subj_dir, name, kind="dir") if subj_dir else None
+      folder = corpus_io.find_child(clip_dir, "color", kind="dir") if clip_dir else None
       if folder is None:
-        skips.skip(corpus.MISSING_FOLDER, where, f"{subj}/{name}/color")
+        skips.skip(skiplog.MISSING_FOLDER, where, f"{subj}/{name}/color")
         continue
-      on_disk = corpus.list_frames(folder)
-      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
+      on_disk = corpus_io.list_frames(folder)
+      offset = clips.cut_offset(on_disk, onset, offset, where, skips)
       start = self._first_kept(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus.frames_between(on_disk, start, offset, max_missing=MAX_MISSING)
-      except corpus.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+      files = clips.clip_files(on_disk, start, offset, where, skips,
+                               max_missing=MAX_MISSING)
+      if files is None:
         continue
       if len(files) != offset - start + 1:
         skips.note("dropped frames tolerated", where,
                    f"{offset - start + 1 - len(files)} missing")
-      emotion = corpus.cell_str(r.get("emotion"))
+      emotion = corpus_io.cell_str(r.get("emotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
-      apex_cell = r.get("apex")
-      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
-      if guessed:   # noted only for clips that are kept
-        skips.note(corpus.APEX_MISSING, where, f"Apex={apex_cell!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(r.get("apex"), files, where, skips,
+                                              "Apex")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=f"{name}_{onset}", files=files,
-          emotion=emotion, action_units=corpus.cell_str(r.get("au") or r.get("actionunits")),
+          emotion=emotion, action_units=corpus_io.cell_str(r.get("au") or r.get("actionunits")),
           label=label, onset=o, apex=a, offset=f, fps=FPS,
           apex_annotated=not guessed))
     return plans
 
   @staticmethod
   def _first_kept(files, onset: int, offset: int, where: str,
-                  skips: corpus.SkipLog) -> int:
+                  skips: skiplog.SkipLog) -> int:
     """The onset, or the first frame on disk when the clip lost its first frames.
 
     About 10 % of part A's clips miss a few frames at the start; one that
@@ -193,7 +194,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
     reported with the number missing). Otherwise the onset is returned and
     `frames_between` reports the missing frames.
     """
-    nums = sorted({n for n in (corpus.frame_number(f) for f in files) if n is not None})
+    nums = sorted({n for n in (corpus_io.frame_number(f) for f in files) if n is not None})
     if onset in nums or onset > offset:
       return onset
     present = [n for n in nums if onset < n <= offset]

@@ -23,7 +23,11 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "casme_sq"
 FPS = 30.0
@@ -48,14 +52,14 @@ PROTOCOLS = {
     # CAS(ME)^2 codes the emotion as negative / positive / surprise / others
     # itself (Qu et al. 2018, the code sheet's emotion column); it is not in
     # the MEGC 2019 composite, so no official list restricts it.
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC_3CLASS),
     "4class": (("negative", "positive", "surprise", "others"),
-               dict(corpus.MEGC_3CLASS, others="others", other="others")),
+               dict(labels.MEGC_3CLASS, others="others", other="others")),
 }
 
 
 def _digits(v) -> int | None:
-  m = re.search(r"\d+", corpus.cell_str(v))
+  m = re.search(r"\d+", corpus_io.cell_str(v))
   return int(m.group()) if m else None
 
 
@@ -77,49 +81,51 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Qu, Fangbing and Wang, Su-Jing and Yan, Wen-Jing and Li, He and Wu, Shuhang and Fu, Xiaolan},
   journal={IEEE Transactions on Affective Computing}, volume={9}, number={4}, pages={424--436}, year={2018}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
-    root = corpus.require_path(corpus.find_nested(manual, "rawpic", kind="dir"),
-                               self.TITLE, "frame folder rawpic/", manual, instr)
-    sheets = corpus.sheet_names(xlsx)
+    root = corpus_io.require_path(corpus_io.find_nested(manual, "rawpic", kind="dir"),
+                                  self.TITLE, "frame folder rawpic/", manual, instr)
+    sheets = corpus_io.sheet_names(xlsx)
     rule1 = next((s for s in sheets if re.sub(r"\s", "", s.lower()) == "namingrule1"), None)
     rule2 = next((s for s in sheets if re.sub(r"\s", "", s.lower()) == "namingrule2"), None)
     if rule1 is None or rule2 is None:
-      raise corpus.manual_dir_error(
+      raise corpus_io.manual_dir_error(
           self.TITLE, f"{xlsx} lacks the 'naming rule1'/'naming rule2' sheets "
           f"(it has {sheets}).", instr)
     # participant -> folder subject number, e.g. 1 -> 15.
     subj_of = {}
-    for row in corpus.read_sheet(xlsx, rule1):
-      if len(row) >= 3 and corpus.cell_int(row[2]) is not None:
-        n = corpus.cell_int(row[0]) if corpus.cell_int(row[0]) is not None else _digits(row[1])
+    for row in corpus_io.read_sheet(xlsx, rule1):
+      if len(row) >= 3 and corpus_io.cell_int(row[2]) is not None:
+        n = corpus_io.cell_int(row[0])
+        if n is None:
+          n = _digits(row[1])
         if n is not None:
-          subj_of[corpus.cell_int(row[2])] = n
+          subj_of[corpus_io.cell_int(row[2])] = n
     # video name -> 4-digit code, e.g. 'disgustingteeth' -> '0101'.
     code_of = {}
-    for row in corpus.read_sheet(xlsx, rule2):
-      if len(row) >= 2 and corpus.cell_int(row[0]) is not None and row[1]:
-        code_of[corpus.cell_str(row[1]).lower()] = f"{corpus.cell_int(row[0]):04d}"
+    for row in corpus_io.read_sheet(xlsx, rule2):
+      if len(row) >= 2 and corpus_io.cell_int(row[0]) is not None and row[1]:
+        code_of[corpus_io.cell_str(row[1]).lower()] = f"{corpus_io.cell_int(row[0]):04d}"
     plans = []
     seen: dict[str, int] = {}
-    for i, row in enumerate(corpus.read_sheet(xlsx, 0), start=1):
+    for i, row in enumerate(corpus_io.read_sheet(xlsx, 0), start=1):
       row = tuple(row) + (None,) * max(0, 9 - len(row))
       part, name, on_c, ap_c, off_c, aus, emotion, etype = row[:8]
-      onset = corpus.cell_int(on_c)
-      if corpus.cell_int(part) is None and onset is None:
+      onset = corpus_io.cell_int(on_c)
+      if corpus_io.cell_int(part) is None and onset is None:
         continue   # a header row, if a copy has one
-      if "micro" not in corpus.cell_str(etype).lower():
+      if "micro" not in corpus_io.cell_str(etype).lower():
         # Macro-expressions are not in the micro protocol: counted, not a defect.
-        skips.exclude(f"{corpus.cell_str(etype) or 'no type'} (not micro)",
-                      f"row {i} {corpus.cell_str(name)}")
+        skips.exclude(f"{corpus_io.cell_str(etype) or 'no type'} (not micro)",
+                      f"row {i} {corpus_io.cell_str(name)}")
         continue
-      name = corpus.cell_str(name)
-      num = subj_of.get(corpus.cell_int(part))
+      name = corpus_io.cell_str(name)
+      num = subj_of.get(corpus_io.cell_int(part))
       subj = f"s{num:02d}" if num is not None else None
       video = re.sub(r"_\d+$", "", name).lower()
       where = f"{subj}/{name}" if subj else f"row {i}"
-      apex, offset = corpus.cell_int(ap_c), corpus.cell_int(off_c)
+      apex, offset = corpus_io.cell_int(ap_c), corpus_io.cell_int(off_c)
       if subj is None or onset is None or not name or video not in code_of:
         skips.skip("bad annotation row", where, f"{xlsx} row {i}")
         continue
@@ -129,7 +135,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           continue
         offset = 2 * apex - onset
         skips.note("offset missing -> 2*apex-onset", where)
-      subj_dir = corpus.find_child(root, subj, kind="dir")
+      subj_dir = corpus_io.find_child(root, subj, kind="dir")
       prefix = f"{num:02d}_{code_of[video]}".lower()
       folder = None
       if subj_dir is not None:
@@ -139,26 +145,21 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
       if folder is None:
         skips.skip("missing folder", where, f"{subj}/{prefix}*")
         continue
-      on_disk = corpus.list_frames(folder)
-      offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus.frames_between(on_disk, onset, offset)
-      except corpus.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))   # empty folder / onset > offset / missing frames
+      files = clips.clip_files(corpus_io.list_frames(folder), onset, offset, where,
+                               skips)
+      if files is None:
         continue
-      o, a, f, guessed = corpus.clip_indices(apex, files)
       # '<video>_<n>' is unique per subject in the release; keep ids unique
       # even if a copy repeats one.
       seen[f"{subj}/{name}"] = seen.get(f"{subj}/{name}", 0) + 1
       clip = name if seen[f"{subj}/{name}"] == 1 else f"{name}_{onset}"
-      emotion = corpus.cell_str(emotion)
+      emotion = corpus_io.cell_str(emotion)
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
-      if guessed:   # noted only for clips that are kept
-        skips.note(corpus.APEX_MISSING, where, f"apex={ap_c!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(ap_c, files, where, skips, "apex")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
-          action_units=corpus.cell_str(aus), label=label,
+          action_units=corpus_io.cell_str(aus), label=label,
           onset=o, apex=a, offset=f, fps=FPS, apex_annotated=not guessed))
     return plans

@@ -21,7 +21,11 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "ck_plus"
 FPS = 30.0
@@ -56,7 +60,7 @@ PROTOCOLS = {
     # Macro-expressions folded as the MEGC 2019 SAMM rule folds micro ones
     # (every negative emotion -> negative), for MA2MI pretraining; CK+ is
     # not in the composite and has no official 3-class list.
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC_3CLASS),
 }
 
 
@@ -99,37 +103,29 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Lucey, Patrick and Cohn, Jeffrey F. and Kanade, Takeo and Saragih, Jason and Ambadar, Zara and Matthews, Iain},
   booktitle={CVPR Workshops}, year={2010}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    images = corpus.require_path(
-        corpus.find_nested(manual, "cohn-kanade-images", "extended-cohn-kanade-images",
-                           kind="dir"),
+    images = corpus_io.require_path(
+        corpus_io.find_nested(manual, "cohn-kanade-images", "extended-cohn-kanade-images",
+                              kind="dir"),
         self.TITLE, "frame folder cohn-kanade-images/", manual, instr)
-    emotion_root = corpus.require_path(
-        corpus.find_nested(manual, "Emotion", "Emotion_labels", kind="dir"),
+    emotion_root = corpus_io.require_path(
+        corpus_io.find_nested(manual, "Emotion", "Emotion_labels", kind="dir"),
         self.TITLE, "label folder Emotion/", manual, instr)
-    facs_root = corpus.find_nested(manual, "FACS", "FACS_labels", kind="dir")
+    facs_root = corpus_io.find_nested(manual, "FACS", "FACS_labels", kind="dir")
     plans = []
-    for subj in sorted(os.listdir(images), key=corpus.natural_key):
-      if not os.path.isdir(os.path.join(images, subj)):
-        continue
-      for seq in sorted(os.listdir(os.path.join(images, subj)), key=corpus.natural_key):
+    for subj in corpus_io.subfolders(images, skip_hidden=False):
+      for seq in corpus_io.subfolders(os.path.join(images, subj), skip_hidden=False):
         folder = os.path.join(images, subj, seq)
-        if not os.path.isdir(folder):
-          continue
         where = f"{subj}/{seq}"
-        files = corpus.list_frames(folder)
         emo_dir = os.path.join(emotion_root, subj, seq)
-        emo_file = corpus.find_file_glob(emo_dir, r".*_emotion\.txt")
+        emo_file = corpus_io.find_file_glob(emo_dir, r".*_emotion\.txt")
         if emo_file is None:
           # 266 of the 593 sequences carry no emotion by design.
           skips.exclude(NO_LABEL, where)
           continue
-        if not files:
-          skips.skip(corpus.EMPTY_FOLDER, where, folder)
-          continue
-        if len(files) < 2:
-          skips.skip("fewer than 2 frames", where)
+        files = clips.sequence_files(folder, where, skips)
+        if files is None:
           continue
         try:
           code = int(_numbers(emo_file)[0][0])
@@ -137,13 +133,13 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
           skips.skip("bad emotion file", where, emo_file)
           continue
         if code not in CODES:
-          skips.skip(corpus.UNKNOWN_EMOTION, where, f"code {code} in {emo_file}")
+          skips.skip(skiplog.UNKNOWN_EMOTION, where, f"code {code} in {emo_file}")
           continue
-        facs = (corpus.find_file_glob(os.path.join(facs_root, subj, seq),
-                                      r".*_facs\.txt") if facs_root else None)
+        facs = (corpus_io.find_file_glob(os.path.join(facs_root, subj, seq),
+                                         r".*_facs\.txt") if facs_root else None)
         emotion = CODES[code]
         last = len(files) - 1
-        plans.append(corpus.ClipPlan(
+        plans.append(clips.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=seq, files=files, emotion=emotion,
             action_units=facs_string(facs), label=self.label_for(emotion),
             onset=0, apex=last, offset=last, fps=FPS,

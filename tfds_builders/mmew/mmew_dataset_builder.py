@@ -39,7 +39,11 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "mmew"
 FPS = 90.0
@@ -86,7 +90,7 @@ PROTOCOLS = {
     # negative (anger, disgust, fear, sadness) / positive / surprise, others
     # outside: the MEGC 2019 folding, as this repository applies it to the
     # corpora outside the official composite (no official MMEW list exists).
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC_3CLASS),
     # The macro-expression images (six basic emotions, from the folders).
     MACRO: (BASIC, None),
 }
@@ -94,7 +98,7 @@ PROTOCOLS = {
 
 def subject_name(cell) -> str | None:
   """Sheet Subject (1, 1.0, '01', 'S01') -> 'S01'."""
-  m = re.fullmatch(r"(?:s)?0*(\d+)", corpus.cell_str(cell), re.IGNORECASE)
+  m = re.fullmatch(r"(?:s)?0*(\d+)", corpus_io.cell_str(cell), re.IGNORECASE)
   return f"S{int(m.group(1)):02d}" if m else None
 
 
@@ -125,71 +129,65 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
   def _base(self, manual: str) -> str:
     """The unpacked `MMEW_Final` folder (or manual_dir itself)."""
-    return corpus.find_nested(manual, *ROOT_DIRS, kind="dir") or manual
+    return corpus_io.find_nested(manual, *ROOT_DIRS, kind="dir") or manual
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     if self.builder_config.protocol == MACRO:
       return self._plan_macro(manual, skips)
     return self._plan_micro(manual, skips)
 
   # --------------------------------------------------------------------------
 
-  def _plan_micro(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan_micro(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    root = corpus.require_path(
-        corpus.find_nested(self._base(manual), *MICRO_DIRS, kind="dir"),
+    root = corpus_io.require_path(
+        corpus_io.find_nested(self._base(manual), *MICRO_DIRS, kind="dir"),
         self.TITLE, "frame folder Micro_Expression/", manual, instr)
     xlsx = self.locate_annotation(manual, XLSX_RE, subdirs=ROOT_DIRS)
     try:
-      rows = corpus.read_xlsx_rows(
+      rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame"])
     except ValueError as e:
-      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+      raise corpus_io.manual_dir_error(self.TITLE, str(e), instr) from e
     fields = {"onset": "onsetframe", "apex": "apexframe", "offset": "offsetframe"}
     plans = []
     for r in rows:
-      clip = corpus.cell_str(r.get("filename"))
+      clip = corpus_io.cell_str(r.get("filename"))
       subj = subject_name(r.get("subject")) or subject_of_sample(clip)
       where = f"{subj}/{clip}" if subj and clip else f"row {r['_row']}"
-      corpus.apply_errata(self.ERRATA, (where, f"row {r['_row']}"), r, fields,
+      labels.apply_errata(self.ERRATA, (where, f"row {r['_row']}"), r, fields,
                           skips, where)
-      onset = corpus.cell_int(r.get("onsetframe"))
+      onset = corpus_io.cell_int(r.get("onsetframe"))
       if not subj or not clip or onset is None:
-        skips.skip(corpus.BAD_ROW, where, f"{xlsx} row {r['_row']}")
+        skips.skip(skiplog.BAD_ROW, where, f"{xlsx} row {r['_row']}")
         continue
-      emotion = corpus.cell_str(r.get("estimatedemotion"))
+      emotion = corpus_io.cell_str(r.get("estimatedemotion"))
       label = self.emotion_label(emotion, where, skips)
       if label is None:
         continue
       folder = self._micro_folder(root, subj, emotion, clip)
       if folder is None:
-        skips.skip(corpus.MISSING_FOLDER, where,
+        skips.skip(skiplog.MISSING_FOLDER, where,
                    f"{clip}/ under {os.path.basename(root)}/<emotion>/")
         continue
-      on_disk = corpus.list_frames(folder)
+      on_disk = corpus_io.list_frames(folder)
       offset_cell = r.get("offsetframe")
-      offset = corpus.cell_int(offset_cell)
+      offset = corpus_io.cell_int(offset_cell)
       if offset is None:
-        nums = [n for n in map(corpus.frame_number, on_disk) if n is not None]
+        nums = [n for n in map(corpus_io.frame_number, on_disk) if n is not None]
         if not nums:
-          skips.skip(corpus.EMPTY_FOLDER, where, folder)
+          skips.skip(skiplog.EMPTY_FOLDER, where, folder)
           continue
         offset = max(nums)
         skips.note(OFFSET_MISSING, where, f"OffsetFrame={offset_cell!r} -> {offset}")
-      else:
-        offset = corpus.cut_offset(on_disk, onset, offset, where, skips)
-      try:
-        files = corpus.frames_between(on_disk, onset, offset)
-      except corpus.FrameRangeError as e:
-        skips.skip(e.reason, where, str(e))
+      files = clips.clip_files(on_disk, onset, offset, where, skips)
+      if files is None:
         continue
-      apex_cell = r.get("apexframe")
-      o, a, f, guessed = corpus.clip_indices(corpus.cell_int(apex_cell), files)
-      if guessed:
-        skips.note(corpus.APEX_MISSING, where, f"ApexFrame={apex_cell!r}")
-      plans.append(corpus.ClipPlan(
+      o, a, f, guessed = clips.annotated_apex(r.get("apexframe"), files, where,
+                                              skips, "ApexFrame")
+      plans.append(clips.ClipPlan(
           subject=f"{CORPUS}/{subj}", clip=clip, files=files, emotion=emotion,
-          action_units=corpus.cell_str(r.get("actionunits")), label=label,
+          action_units=corpus_io.cell_str(r.get("actionunits")), label=label,
           onset=o, apex=a, offset=f, fps=FPS, apex_annotated=not guessed))
     return plans
 
@@ -197,51 +195,47 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   def _micro_folder(root: str, subj: str, emotion: str, clip: str) -> str | None:
     """`<root>/[<subject>/]<emotion folder>/<clip>/`, or None."""
     names = FOLDERS.get(emotion.strip().lower(), (emotion.strip(),))
-    for parent in (root, corpus.find_child(root, subj, kind="dir")):
+    for parent in (root, corpus_io.find_child(root, subj, kind="dir")):
       if parent is None:
         continue
       for name in names:
-        emo_dir = corpus.find_child(parent, name, kind="dir")
-        found = emo_dir and corpus.find_child(emo_dir, clip, kind="dir")
+        emo_dir = corpus_io.find_child(parent, name, kind="dir")
+        found = emo_dir and corpus_io.find_child(emo_dir, clip, kind="dir")
         if found:
           return found
     return None
 
   # --------------------------------------------------------------------------
 
-  def _plan_macro(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
-    root = corpus.require_path(
-        corpus.find_nested(self._base(manual), *MACRO_DIRS, kind="dir"),
+  def _plan_macro(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
+    root = corpus_io.require_path(
+        corpus_io.find_nested(self._base(manual), *MACRO_DIRS, kind="dir"),
         self.TITLE, "folder Macro_Expression/", manual,
         MANUAL_DOWNLOAD_INSTRUCTIONS)
     known = {e.lower() for e in BASIC}
     # (subject folder or None, emotion folder) pairs.
     emotion_dirs = []
-    for d in sorted(os.listdir(root), key=corpus.natural_key):
+    for d in corpus_io.subfolders(root):
       p = os.path.join(root, d)
-      if not os.path.isdir(p) or d.startswith("."):
-        continue
       if d.lower() in known:
         emotion_dirs.append((None, p))
       else:
-        emotion_dirs.extend(
-            (d, os.path.join(p, e)) for e in sorted(os.listdir(p), key=corpus.natural_key)
-            if os.path.isdir(os.path.join(p, e)) and not e.startswith("."))
+        emotion_dirs.extend((d, os.path.join(p, e)) for e in corpus_io.subfolders(p))
     plans = []
     for subj_dir, emo_dir in emotion_dirs:
       emotion = os.path.basename(emo_dir)
       rel = os.path.relpath(emo_dir, root)
       if emotion.lower() not in known:
-        skips.skip(corpus.UNKNOWN_EMOTION, rel, repr(emotion))
+        skips.skip(skiplog.UNKNOWN_EMOTION, rel, repr(emotion))
         continue
-      images = corpus.list_frames(emo_dir)
+      images = corpus_io.list_frames(emo_dir)
       for d in sorted(os.listdir(emo_dir)):
         if os.path.isdir(os.path.join(emo_dir, d)) and not d.startswith("."):
           # Not a layout the authors describe: say so rather than drop it.
           skips.skip("folder among the macro images", f"{rel}/{d}",
                      "MMEW macro samples are single images")
       if not images:
-        skips.skip(corpus.EMPTY_FOLDER, rel, emo_dir)
+        skips.skip(skiplog.EMPTY_FOLDER, rel, emo_dir)
         continue
       for img in images:
         sample = os.path.splitext(os.path.basename(img))[0]
@@ -250,7 +244,7 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
         if not subj:
           skips.skip("no subject in file name", where, img)
           continue
-        plans.append(corpus.ClipPlan(
+        plans.append(clips.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=sample, files=[img],
             emotion=emotion, action_units="",
             label=self.label_for(emotion.lower()), onset=0, apex=0, offset=0,

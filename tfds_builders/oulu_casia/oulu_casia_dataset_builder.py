@@ -26,7 +26,11 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "oulu_casia"
 FPS = 25.0
@@ -60,7 +64,7 @@ Happiness, Sadness, Surprise (labels come from these folder names).
 
 PROTOCOLS = {
     "6class": (EMOTIONS, None),
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC_3CLASS),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC_3CLASS),
 }
 
 
@@ -86,42 +90,35 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Zhao, Guoying and Huang, Xiaohua and Taini, Matti and Li, Stan Z. and Pietik{\\"a}inen, Matti},
   journal={Image and Vision Computing}, volume={29}, number={9}, pages={607--619}, year={2011}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
-    if corpus.find_child(manual, "VL", "NI", kind="dir"):
+    if corpus_io.find_child(manual, "VL", "NI", kind="dir"):
       root = manual   # manual_dir is the OriginalImg folder itself
     else:
-      root = corpus.require_path(
-          corpus.find_nested(manual, *ROOT_DIRS, kind="dir"),
+      root = corpus_io.require_path(
+          corpus_io.find_nested(manual, *ROOT_DIRS, kind="dir"),
           self.TITLE, "frame folder OriginalImg/", manual, instr)
     camera, lighting = (self.builder_config.variant or "VL_Strong").split("_")
-    cam = corpus.require_path(corpus.find_child(root, camera, kind="dir"),
-                              self.TITLE, f"camera folder {camera}/", root, instr)
-    light = corpus.require_path(corpus.find_child(cam, lighting, kind="dir"),
-                                self.TITLE, f"lighting folder {camera}/{lighting}/",
-                                cam, instr)
+    cam = corpus_io.require_path(corpus_io.find_child(root, camera, kind="dir"),
+                                 self.TITLE, f"camera folder {camera}/", root, instr)
+    light = corpus_io.require_path(corpus_io.find_child(cam, lighting, kind="dir"),
+                                   self.TITLE, f"lighting folder {camera}/{lighting}/",
+                                   cam, instr)
     plans = []
-    for subj in sorted(os.listdir(light), key=corpus.natural_key):
+    for subj in corpus_io.subfolders(light):
       subj_dir = os.path.join(light, subj)
-      if not os.path.isdir(subj_dir) or subj.startswith("."):
-        continue
-      for emo in sorted(os.listdir(subj_dir), key=corpus.natural_key):
+      # Thumbs.db and other files next to the emotion folders are not listed.
+      for emo in corpus_io.subfolders(subj_dir):
         folder = os.path.join(subj_dir, emo)
-        if not os.path.isdir(folder) or emo.startswith("."):
-          continue   # Thumbs.db and other files next to the emotion folders
         where = f"{subj}/{emo}"
         label = self.emotion_label(emo, where, skips)
         if label is None:
           continue
-        files = corpus.list_frames(folder)
-        if not files:
-          skips.skip(corpus.EMPTY_FOLDER, where, folder)
-          continue
-        if len(files) < 2:
-          skips.skip("fewer than 2 frames", where, folder)
+        files = clips.sequence_files(folder, where, skips)
+        if files is None:
           continue
         last = len(files) - 1
-        plans.append(corpus.ClipPlan(
+        plans.append(clips.ClipPlan(
             subject=f"{CORPUS}/{subj}", clip=emo, files=files, emotion=emo,
             action_units="", label=label, onset=0, apex=last, offset=last,
             fps=FPS, apex_annotated=True))   # the sequence ends at its peak

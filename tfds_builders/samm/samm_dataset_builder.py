@@ -19,7 +19,11 @@ import re
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "samm"
 FPS = 200.0
@@ -52,9 +56,9 @@ PROTOCOLS = {
     # MEGC 2019 composite (See et al., FG 2019): negative = anger, contempt,
     # disgust, fear, sadness; 'Other' is not in it. Restricted to the
     # official list (`MEMBERSHIP`): 133 clips, 28 subjects.
-    "3class": (corpus.MEGC_3CLASS_NAMES, corpus.MEGC2019_SAMM),
+    "3class": (labels.MEGC_3CLASS_NAMES, labels.MEGC2019_SAMM),
 }
-MEMBERSHIP = {"3class": corpus.MEGC2019}
+MEMBERSHIP = {"3class": labels.MEGC2019}
 EMOTIONS = frozenset({"anger", "contempt", "disgust", "fear", "happiness",
                       "sadness", "surprise", "other", "others"})
 # Published corrections (tvaranka/meb, meb/datasets/datasets.py, class
@@ -66,15 +70,15 @@ EMOTIONS = frozenset({"anger", "contempt", "disgust", "fear", "happiness",
 # is not applied blind: an offset past the last frame is cut by rule.
 _MEB = "tvaranka/meb meb/datasets/datasets.py (SAMM: apex missing, from optical flow)"
 ERRATA = (
-    corpus.Erratum("row 140", "apex", "", 1105, _MEB),
-    corpus.Erratum("row 147", "apex", "", 4945, _MEB),
-    corpus.Erratum("row 148", "apex", "", 5130, _MEB),
+    labels.Erratum("row 140", "apex", "", 1105, _MEB),
+    labels.Erratum("row 147", "apex", "", 4945, _MEB),
+    labels.Erratum("row 148", "apex", "", 5130, _MEB),
 )
 
 
 def subject_name(cell) -> str | None:
   """Spreadsheet Subject (6, 6.0, '006') -> '006'."""
-  s = corpus.cell_str(cell)
+  s = corpus_io.cell_str(cell)
   return f"{int(s):03d}" if re.fullmatch(r"\d+", s) else None
 
 
@@ -99,16 +103,16 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Davison, Adrian K. and Lansley, Cliff and Costen, Nicholas and Tan, Kevin and Yap, Moi Hoon},
   journal={IEEE Transactions on Affective Computing}, volume={9}, number={1}, pages={116--129}, year={2018}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     xlsx = self.locate_annotation(manual, XLSX_RE)
-    root = corpus.require_path(corpus.find_nested(manual, "SAMM", kind="dir"),
-                               self.TITLE, "frame folder SAMM/", manual, instr)
+    root = corpus_io.require_path(corpus_io.find_nested(manual, "SAMM", kind="dir"),
+                                  self.TITLE, "frame folder SAMM/", manual, instr)
     try:
-      rows = corpus.read_xlsx_rows(
+      rows = corpus_io.read_xlsx_rows(
           xlsx, ["Subject", "Filename", "Onset Frame", "Apex Frame",
                  "Offset Frame", "Estimated Emotion"])
     except ValueError as e:
-      raise corpus.manual_dir_error(self.TITLE, str(e), instr) from e
+      raise corpus_io.manual_dir_error(self.TITLE, str(e), instr) from e
     return self.plan_sheet_rows(rows, root, subject_name, xlsx, skips, FPS,
                                 apex_column="Apex Frame")

@@ -19,7 +19,11 @@ import os
 
 import tensorflow_datasets as tfds
 
+from tfds_builders import clips
 from tfds_builders import corpus
+from tfds_builders import corpus_io
+from tfds_builders import labels
+from tfds_builders import skiplog
 
 CORPUS = "smic"
 FPS = {"HS": 100.0, "VIS": 25.0, "NIR": 25.0}
@@ -50,7 +54,7 @@ No annotation file is needed: labels come from the folder names.
 PROTOCOLS = {"3class": (EMOTIONS, None)}
 # MEGC 2019 composite (See et al., FG 2019): SMIC-HS as released, restricted
 # to the official list; VIS and NIR are not in the composite.
-MEMBERSHIP = {"3class": corpus.MEGC2019}
+MEMBERSHIP = {"3class": labels.MEGC2019}
 NON_MICRO = "non_micro folder (not a micro-expression)"
 
 
@@ -86,54 +90,43 @@ class Builder(corpus.CorpusBuilderMixin, tfds.core.GeneratorBasedBuilder):
   author={Li, Xiaobai and Pfister, Tomas and Huang, Xiaohua and Zhao, Guoying and Pietik{\\"a}inen, Matti},
   booktitle={IEEE FG}, year={2013}}"""
 
-  def _plan(self, manual: str, skips: corpus.SkipLog) -> list[corpus.ClipPlan]:
+  def _plan(self, manual: str, skips: skiplog.SkipLog) -> list[clips.ClipPlan]:
     instr = MANUAL_DOWNLOAD_INSTRUCTIONS
     camera = self.builder_config.variant or "HS"
-    base = corpus.find_nested(manual, "SMIC_all_raw", "SMIC", kind="dir") or manual
-    root = corpus.require_path(corpus.find_nested(base, camera, kind="dir"),
-                               self.TITLE, f"SMIC_all_raw/{camera}/", base, instr)
-    subjects = sorted((d for d in os.listdir(root)
-                       if os.path.isdir(os.path.join(root, d))),
-                      key=corpus.natural_key)
+    base = corpus_io.find_nested(manual, "SMIC_all_raw", "SMIC", kind="dir") or manual
+    root = corpus_io.require_path(corpus_io.find_nested(base, camera, kind="dir"),
+                                  self.TITLE, f"SMIC_all_raw/{camera}/", base, instr)
+    subjects = corpus_io.subfolders(root, skip_hidden=False)
     plans = []
     for subj in subjects:
       for other in sorted(os.listdir(os.path.join(root, subj))):
         o = os.path.join(root, subj, other)
         if other.lower() != "micro" and os.path.isdir(o):
           # non_micro/<clip>: counted per clip folder, never a defect.
-          for clip in sorted(os.listdir(o), key=corpus.natural_key):
-            if os.path.isdir(os.path.join(o, clip)):
-              skips.exclude(NON_MICRO, f"{subj}/{clip}", other)
-      micro = corpus.find_child(os.path.join(root, subj), "micro", kind="dir")
+          for clip in corpus_io.subfolders(o, skip_hidden=False):
+            skips.exclude(NON_MICRO, f"{subj}/{clip}", other)
+      micro = corpus_io.find_child(os.path.join(root, subj), "micro", kind="dir")
       if micro is None:
         skips.skip("no micro/ folder", subj)
         continue
-      for emo_dir in sorted(os.listdir(micro), key=corpus.natural_key):
+      for emo_dir in corpus_io.subfolders(micro, skip_hidden=False):
         emo_path = os.path.join(micro, emo_dir)
-        if not os.path.isdir(emo_path):
-          continue
-        for clip in sorted(os.listdir(emo_path), key=corpus.natural_key):
+        for clip in corpus_io.subfolders(emo_path, skip_hidden=False):
           folder = os.path.join(emo_path, clip)
-          if not os.path.isdir(folder):
-            continue
           where = f"{subj}/{clip}"
-          files = corpus.list_frames(folder)
-          if not files:
-            skips.skip(corpus.EMPTY_FOLDER, where, folder)
-            continue
-          if len(files) < 2:
-            skips.skip("fewer than 2 frames", where, folder)
+          files = clips.sequence_files(folder, where, skips)
+          if files is None:
             continue
           label = self.emotion_label(emo_dir, where, skips)
           if label is None:
             continue
           skips.note(NO_APEX, where)
-          plans.append(corpus.ClipPlan(
+          plans.append(clips.ClipPlan(
               subject=f"{CORPUS}/{subj}", clip=clip, files=files,
               emotion=emo_dir, action_units="", label=label,
               onset=0, apex=(len(files) - 1) // 2, offset=len(files) - 1,
               fps=FPS.get(camera.upper(), 0.0), apex_annotated=False))
     if not subjects:
-      raise corpus.manual_dir_error(
+      raise corpus_io.manual_dir_error(
           self.TITLE, f"no subject folders (s1, s2, ...) in {root!r}.", instr)
     return plans

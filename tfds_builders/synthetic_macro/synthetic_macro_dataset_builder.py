@@ -36,12 +36,10 @@ for tests). Clip `c` of subject `s` draws everything from
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfds_builders import common
+from tfds_builders import synthetic
 from tfds_builders.synthetic_me import synth
 
 DATASET = "synthetic_macro"
@@ -99,45 +97,21 @@ def _macro_landmarks(lm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return lm
 
 
-@dataclasses.dataclass(frozen=True)
-class MacroPlan:
-  """The timing and class of one macro clip (no pixels)."""
-  subject_index: int
-  clip_index: int
-  label: int
-  num_frames: int
-  onset: int
-  apex: int
-  offset: int
-
-  @property
-  def subject(self) -> str:
-    return SUBJECTS[self.subject_index].name
-
-  @property
-  def clip(self) -> str:
-    return "clip%02d" % self.clip_index
+def _macro_timing(rng: np.random.Generator) -> tuple[int, int, int]:
+  dur = int(rng.integers(_DURATION_RANGE[0], _DURATION_RANGE[1] + 1))
+  before, after = rng.integers(_NEUTRAL_RANGE[0], _NEUTRAL_RANGE[1] + 1, 2)
+  return int(before + dur + after + 1), int(before), dur
 
 
 def plan_subject(seed: int, subject_index: int,
-                 clips_per_class: int) -> list[MacroPlan]:
+                 clips_per_class: int) -> list[synth.SynthClip]:
   """Every clip of one subject, classes in a shuffled order."""
-  n = len(CLASS_NAMES) * clips_per_class
-  labels = np.random.default_rng([seed, _STREAM, subject_index, 2**20]).permutation(
-      np.arange(n) % len(CLASS_NAMES))
-  plans = []
-  for c in range(n):
-    rng = np.random.default_rng([seed, _STREAM, subject_index, c])
-    dur = int(rng.integers(_DURATION_RANGE[0], _DURATION_RANGE[1] + 1))
-    before, after = rng.integers(_NEUTRAL_RANGE[0], _NEUTRAL_RANGE[1] + 1, 2)
-    onset = int(before)
-    apex = onset + int(np.clip(round(dur * rng.uniform(0.35, 0.6)), 1, dur - 1))
-    plans.append(MacroPlan(subject_index, c, int(labels[c]),
-                           int(before + dur + after + 1), onset, apex, onset + dur))
-  return plans
+  return synth.plan_clips([seed, _STREAM], subject_index,
+                          SUBJECTS[subject_index].name, len(CLASS_NAMES),
+                          clips_per_class, _macro_timing)
 
 
-def render_clip(seed: int, plan: MacroPlan, size: int = synth.INTERNAL_SIZE,
+def render_clip(seed: int, plan: synth.SynthClip, size: int = synth.INTERNAL_SIZE,
                 return_aux: bool = False):
   """Renders one macro clip: uint8 RGB frames `[T, size, size, 3]`.
 
@@ -168,45 +142,13 @@ def render_clip(seed: int, plan: MacroPlan, size: int = synth.INTERNAL_SIZE,
   return frames
 
 
-@dataclasses.dataclass(eq=False)
-class SyntheticMacroConfig(tfds.core.BuilderConfig):
-  """A `synthetic_macro` config (fields as `SyntheticMeConfig`'s)."""
-  size: int = 64
-  seed: int = 0
-  num_subjects: int = len(SUBJECTS)
-  clips_per_class: int = 6
+CORPUS = synthetic.SyntheticCorpus(DATASET, CLASS_NAMES, ACTION_UNITS, SUBJECTS,
+                                   plan_subject, render_clip, FPS)
+plan = CORPUS.plan                  # config -> {split: [synth.SynthClip]}
+make_example = CORPUS.make_example  # (config, clip) -> (key, record)
 
 
-def plan(config: SyntheticMacroConfig) -> dict[str, list[MacroPlan]]:
-  """The clips a config holds, by split name, without rendering any pixels."""
-  return {
-      common.split_name(SUBJECTS[s].name):
-          plan_subject(config.seed, s, config.clips_per_class)
-      for s in range(config.num_subjects)
-  }
-
-
-def make_example(config: SyntheticMacroConfig, clip: MacroPlan) -> tuple[str, dict]:
-  """Renders one clip into a (key, record) pair of the shared contract."""
-  frames = render_clip(config.seed, clip, config.size)
-  subject = "%s/%s" % (DATASET, clip.subject)
-  sample_id = "%s/%s" % (subject, clip.clip)
-  return sample_id, {
-      "frames": [common.encode_png(f) for f in frames],
-      "label": clip.label,
-      "emotion": CLASS_NAMES[clip.label],
-      "subject": subject,
-      "sample_id": sample_id,
-      "onset": clip.onset,
-      "apex": clip.apex,
-      "apex_annotated": True,  # the generated peak
-      "offset": clip.offset,
-      "action_units": ACTION_UNITS[clip.label],
-      "fps": FPS,
-  }
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(synthetic.SyntheticBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Synthetic macro-expressions on held-out identities; one split per subject."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -216,36 +158,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                "0.5-1.0 s. Replaces the renderer inside "
                "mer_jax/tasks/ma2mi_pretrain.py.",
   }
-  BUILDER_CONFIGS = [
-      SyntheticMacroConfig(name="s64", size=64,
-                           description="6 subjects x 36 clips, 64 px."),
-      SyntheticMacroConfig(name="s112", size=112,
-                           description="The s64 clips at 112 px."),
-      SyntheticMacroConfig(name="tiny", size=32, num_subjects=2,
-                           clips_per_class=1,
-                           description="2 subjects x 6 clips, 32 px (tests)."),
-  ]
-  DEFAULT_CONFIG_NAME = "s64"
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=common.me_features(self.builder_config.size),
-        homepage="https://www.pexels.com/license/",  # terms of the face source
-        metadata=tfds.core.MetadataDict({
-            "class_names": list(CLASS_NAMES),
-            "action_units": list(ACTION_UNITS),
-            "fps": FPS,
-            "seed": self.builder_config.seed,
-            "macro": True,
-        }),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Nothing to download: the faces ship with the package.
-    return {name: self._generate_examples(clips)
-            for name, clips in plan(self.builder_config).items()}
-
-  def _generate_examples(self, clips: list[MacroPlan]):
-    for clip in clips:
-      yield make_example(self.builder_config, clip)
+  BUILDER_CONFIGS = CORPUS.configs(tiny_subjects=2)
+  SYNTHETIC = CORPUS
+  EXTRA_METADATA = {"macro": True}

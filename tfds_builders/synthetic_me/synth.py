@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -177,8 +178,12 @@ GEOMETRY_FEATURES = tuple(GEOMETRY_BUMPS)
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipPlan:
-  """The timing and identity of one clip; cheap to make (no pixels)."""
+class SynthClip:
+  """The timing and class of one synthetic clip; cheap to make (no pixels).
+
+  Shared by `synthetic_me` and `synthetic_macro`: `subject_index` indexes the
+  corpus' own subject table, `subject` is that subject's name.
+  """
   subject_index: int
   clip_index: int
   label: int
@@ -186,33 +191,50 @@ class ClipPlan:
   onset: int
   apex: int
   offset: int
-
-  @property
-  def subject(self) -> str:
-    return SUBJECTS[self.subject_index].name
+  subject: str
 
   @property
   def clip(self) -> str:
     return "clip%02d" % self.clip_index
 
 
-def plan_subject(seed: int, subject_index: int,
-                 clips_per_class: int) -> list[ClipPlan]:
-  """Plans every clip of one subject: `len(CLASS_NAMES) * clips_per_class`."""
-  n = len(CLASS_NAMES) * clips_per_class
-  # Shuffled so the clip index does not give the label away.
-  labels = np.random.default_rng([seed, subject_index, _LABEL_STREAM]).permutation(
-      np.arange(n) % len(CLASS_NAMES))
+def plan_clips(key: Sequence[int], subject_index: int, subject: str,
+               num_classes: int, clips_per_class: int,
+               timing: Callable[[np.random.Generator], tuple[int, int, int]]
+               ) -> list[SynthClip]:
+  """Plans every clip of one subject: `num_classes * clips_per_class` clips.
+
+  Labels come in a per-subject shuffled order (so the clip index does not
+  give the label away) from `rng(key + [subject_index, 2**20])`; clip `c`
+  draws from `rng(key + [subject_index, c])`: first `timing(rng)` ->
+  `(num_frames, onset, onset -> offset frames)`, then the apex at 35-60 % of
+  the way.
+  """
+  n = num_classes * clips_per_class
+  labels = np.random.default_rng(list(key) + [subject_index, _LABEL_STREAM]).permutation(
+      np.arange(n) % num_classes)
   plans = []
   for c in range(n):
-    rng = np.random.default_rng([seed, subject_index, c])
-    t = int(rng.integers(_T_RANGE[0], _T_RANGE[1] + 1))
-    dur = int(rng.integers(_DURATION_RANGE[0], _DURATION_RANGE[1] + 1))
-    onset = int(rng.integers(_MIN_NEUTRAL, t - dur - _MIN_NEUTRAL))
+    rng = np.random.default_rng(list(key) + [subject_index, c])
+    t, onset, dur = timing(rng)
     apex = onset + int(np.clip(round(dur * rng.uniform(0.35, 0.6)), 1, dur - 1))
-    plans.append(ClipPlan(subject_index, c, int(labels[c]), t, onset, apex,
-                          onset + dur))
+    plans.append(SynthClip(subject_index, c, int(labels[c]), t, onset, apex,
+                           onset + dur, subject))
   return plans
+
+
+def _micro_timing(rng: np.random.Generator) -> tuple[int, int, int]:
+  t = int(rng.integers(_T_RANGE[0], _T_RANGE[1] + 1))
+  dur = int(rng.integers(_DURATION_RANGE[0], _DURATION_RANGE[1] + 1))
+  onset = int(rng.integers(_MIN_NEUTRAL, t - dur - _MIN_NEUTRAL))
+  return t, onset, dur
+
+
+def plan_subject(seed: int, subject_index: int,
+                 clips_per_class: int) -> list[SynthClip]:
+  """Plans every clip of one subject: `len(CLASS_NAMES) * clips_per_class`."""
+  return plan_clips([seed], subject_index, SUBJECTS[subject_index].name,
+                    len(CLASS_NAMES), clips_per_class, _micro_timing)
 
 
 def envelope(plan) -> np.ndarray:
@@ -474,13 +496,13 @@ def render_frames(base: np.ndarray, static: np.ndarray | None,
   return frames
 
 
-def clip_geometry(seed: int, plan: ClipPlan) -> tuple[np.ndarray, np.ndarray]:
+def clip_geometry(seed: int, plan: SynthClip) -> tuple[np.ndarray, np.ndarray]:
   """The clip's own geometry: coefficients `[F]` px and side gains `[F, 2]`."""
   rng = np.random.default_rng([seed, plan.subject_index, plan.clip_index, 2])
   return draw_geometry(rng, CLIP_GEOMETRY_SIGMA, CLIP_GEOMETRY_MAX)
 
 
-def _clip_neutral(seed: int, plan: ClipPlan):
+def _clip_neutral(seed: int, plan: SynthClip):
   """The clip's rng (after the pose draws), posed face, geometry field,
   neutral landmarks and geometry coefficients."""
   face, lm0 = subject_face(plan.subject_index)
@@ -492,7 +514,7 @@ def _clip_neutral(seed: int, plan: ClipPlan):
   return rng, base, static, warp_landmarks(static, lm), coef
 
 
-def clip_landmarks(seed: int, plan: ClipPlan):
+def clip_landmarks(seed: int, plan: SynthClip):
   """The clip's landmarks `(neutral, apex)`, without rendering pixels.
 
   `neutral` has the clip's pose and geometry; `apex` adds the full AU field.
@@ -503,7 +525,7 @@ def clip_landmarks(seed: int, plan: ClipPlan):
   return lm, warp_landmarks(motion, lm)
 
 
-def render_clip(seed: int, plan: ClipPlan, size: int = INTERNAL_SIZE,
+def render_clip(seed: int, plan: SynthClip, size: int = INTERNAL_SIZE,
                 return_aux: bool = False):
   """Renders one clip: uint8 RGB frames `[T, size, size, 3]`.
 

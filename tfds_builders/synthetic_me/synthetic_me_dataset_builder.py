@@ -47,66 +47,23 @@ Build (array_record is required without TensorFlow):
 
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow_datasets as tfds
 
-from tfds_builders import common
+from tfds_builders import synthetic
 from tfds_builders.synthetic_me import synth
 
 CLASS_NAMES = synth.CLASS_NAMES
 ACTION_UNITS = synth.ACTION_UNITS
 FPS = synth.FPS
 DATASET = "synthetic_me"
+CORPUS = synthetic.SyntheticCorpus(
+    DATASET, CLASS_NAMES, ACTION_UNITS, synth.SUBJECTS, synth.plan_subject,
+    synth.render_clip, FPS)
+plan = CORPUS.plan                  # config -> {split: [synth.SynthClip]}
+make_example = CORPUS.make_example  # (config, clip) -> (key, record)
 
 
-@dataclasses.dataclass(eq=False)
-class SyntheticMeConfig(tfds.core.BuilderConfig):
-  """A `synthetic_me` config.
-
-  Attributes:
-    size: frame side in pixels (frames are `[T, size, size, 3]`).
-    seed: the seed every clip is drawn from.
-    num_subjects: how many of `synth.SUBJECTS` to build (the first ones).
-    clips_per_class: clips per class per subject.
-  """
-  size: int = 64
-  seed: int = 0
-  num_subjects: int = len(synth.SUBJECTS)
-  clips_per_class: int = 6
-
-
-def plan(config: SyntheticMeConfig) -> dict[str, list[synth.ClipPlan]]:
-  """The clips a config holds, by split name, without rendering any pixels."""
-  return {
-      common.split_name(synth.SUBJECTS[s].name):
-          synth.plan_subject(config.seed, s, config.clips_per_class)
-      for s in range(config.num_subjects)
-  }
-
-
-def make_example(config: SyntheticMeConfig,
-                 clip: synth.ClipPlan) -> tuple[str, dict]:
-  """Renders one clip into a (key, record) pair of the shared contract."""
-  frames = synth.render_clip(config.seed, clip, config.size)
-  subject = "%s/%s" % (DATASET, clip.subject)
-  sample_id = "%s/%s" % (subject, clip.clip)
-  return sample_id, {
-      "frames": [common.encode_png(f) for f in frames],
-      "label": clip.label,
-      "emotion": CLASS_NAMES[clip.label],
-      "subject": subject,
-      "sample_id": sample_id,
-      "onset": clip.onset,
-      "apex": clip.apex,
-      "apex_annotated": True,   # the generated peak of the AU time course
-      "offset": clip.offset,
-      "action_units": ACTION_UNITS[clip.label],
-      "fps": FPS,
-  }
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(synthetic.SyntheticBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Synthetic micro-expressions warped into real faces; one split per subject."""
 
   VERSION = tfds.core.Version("2.0.0")
@@ -122,34 +79,5 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                "Pexels frames and Grace Hopper), each with its own geometry. "
                "All frames differ from 1.x.",
   }
-  BUILDER_CONFIGS = [
-      SyntheticMeConfig(name="s64", size=64,
-                        description="10 subjects x 30 clips, 64 px."),
-      SyntheticMeConfig(name="s112", size=112,
-                        description="The s64 clips at 112 px."),
-      SyntheticMeConfig(name="tiny", size=32, num_subjects=3, clips_per_class=1,
-                        description="3 subjects x 5 clips, 32 px (tests)."),
-  ]
-  DEFAULT_CONFIG_NAME = "s64"
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        features=common.me_features(self.builder_config.size),
-        homepage="https://www.pexels.com/license/",  # terms of the face source
-        metadata=tfds.core.MetadataDict({
-            "class_names": list(CLASS_NAMES),
-            "action_units": list(ACTION_UNITS),
-            "fps": FPS,
-            "seed": self.builder_config.seed,
-        }),
-    )
-
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    del dl_manager  # Nothing to download: the faces ship with the package.
-    return {name: self._generate_examples(clips)
-            for name, clips in plan(self.builder_config).items()}
-
-  def _generate_examples(self, clips: list[synth.ClipPlan]):
-    for clip in clips:
-      yield make_example(self.builder_config, clip)
+  BUILDER_CONFIGS = CORPUS.configs(tiny_subjects=3)
+  SYNTHETIC = CORPUS

@@ -68,9 +68,11 @@ def split_name(subject: str) -> str:
 
 
 def encode_png(frame: np.ndarray) -> bytes:
-  """Encodes one RGB uint8 `[H, W, 3]` frame as PNG bytes (the schema's encoding)."""
+  """PNG bytes of one uint8 frame: RGB `[H, W, 3]` (the schema's encoding) or grey `[H, W]`."""
   import cv2  # pylint: disable=g-import-not-at-top
-  ok, buf = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+  frame = np.asarray(frame)
+  bgr = frame[..., ::-1] if frame.ndim == 3 else frame   # OpenCV writes BGR
+  ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr))
   if not ok:
     raise ValueError("cv2.imencode failed for a frame of shape %s" % (frame.shape,))
   return buf.tobytes()
