@@ -149,11 +149,11 @@ def read_video(path: str, max_frames: int) -> tuple[np.ndarray, float]:
 def read_frames_dir(path: str, max_frames: int) -> np.ndarray:
   """RGB uint8 `[N, H, W, 3]` from the images of a folder, natural order."""
   import cv2  # pylint: disable=g-import-not-at-top
-  from tfds_builders import corpus  # pylint: disable=g-import-not-at-top
+  from tfds_builders import corpus_io  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(path):
     raise InputError(f"frames folder {path} does not exist")
   names = sorted((n for n in os.listdir(path)
-                  if n.lower().endswith(IMAGE_EXTS)), key=corpus.natural_key)
+                  if n.lower().endswith(IMAGE_EXTS)), key=corpus_io.natural_key)
   if not names:
     raise InputError(f"{path} holds no images ({', '.join(IMAGE_EXTS)})")
   if len(names) > max_frames:
