@@ -43,6 +43,11 @@ import jax.numpy as jnp
 
 from mer_jax.models import miacnet
 
+# A pretraining model: built and trained by mer_jax/tasks/ma2mi_pretrain.py
+# (`models.get_model("ma2mi", task="ma2mi_pretrain", **config.model)`), not
+# by the MER trainer; see the contract in mer_jax/models/__init__.py.
+TASK = "ma2mi_pretrain"
+
 
 class Model(nn.Module):
   """`(frame_t [B, H, W, C], diff [B, H, W, C]) -> (residual [B, H, W, C], aux)`.
