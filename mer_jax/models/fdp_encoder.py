@@ -95,11 +95,15 @@ class MHCA(nn.Module):
     return nn.Dense(c, use_bias=False, name="projection")(x)
 
 
-class LocalBlock(nn.Module):
-  """Local feature-aware block: x + MHCA(x), then x + MLP(BN(x))."""
+class Block(nn.Module):
+  """What the local and the global block share: heads, MLP, stochastic depth."""
   head_dim: int
   mlp_ratio: float
   drop_path: float
+
+
+class LocalBlock(Block):
+  """Local feature-aware block: x + MHCA(x), then x + MLP(BN(x))."""
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -135,12 +139,9 @@ class EMHSA(nn.Module):
     return out.reshape(n, h, w, c)
 
 
-class GlobalBlock(nn.Module):
+class GlobalBlock(Block):
   """Global feature-aware block: x + E-MHSA(BN(x)), then x + MLP(BN(x))."""
-  head_dim: int
   sr_ratio: int
-  mlp_ratio: float
-  drop_path: float
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -191,7 +192,8 @@ class FrameEncoder(nn.Module):
                        name=f"stage{s}_local{i}")(x, train=train)
         b += 1
       for i in range(self.global_blocks[s]):
-        x = GlobalBlock(self.head_dim, self.sr_ratios[s], self.mlp_ratio,
-                        rates[b], name=f"stage{s}_global{i}")(x, train=train)
+        x = GlobalBlock(self.head_dim, self.mlp_ratio, rates[b],
+                        sr_ratio=self.sr_ratios[s],
+                        name=f"stage{s}_global{i}")(x, train=train)
         b += 1
     return batch_norm(train, "norm")(x)

@@ -1,4 +1,4 @@
-"""FDP, code-faithful port of the official PyTorch model (model name `fdp_official`).
+"""FDP, code-faithful port of the official PyTorch model (`fdp_official`).
 
 - `model.py`: the Flax model (`Model`, `aux_losses`, `resolve_kwargs`,
   `FULL_CONFIG`, `SMALL_CONFIG`, `FULL_NUM_PARAMS`); see its docstring.

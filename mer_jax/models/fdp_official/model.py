@@ -142,21 +142,30 @@ def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
   return new_v
 
 
+class ConvRoute(nn.Module, kw_only=True):
+  """Base of the modules whose convs take `Model`'s product route."""
+  im2col_max_pixels: int = 0
+  matmul_dtype: str = "float32"
+
+  @nn.nowrap
+  def route(self) -> dict[str, Any]:
+    """The route's Conv2d / sub-module keyword arguments."""
+    return dict(im2col_max_pixels=self.im2col_max_pixels,
+                matmul_dtype=self.matmul_dtype)
+
+
 # ---------------------------------------------------------------------------
 # Frame encoder ("Local_Global_Feature_Aware_Transformer", LFA blocks only).
 # ---------------------------------------------------------------------------
 
-class ConvBNReLU(nn.Module):
+class ConvBNReLU(ConvRoute):
   features: int
   stride: int
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     x = Conv2d(self.features, 3, self.stride, 1, use_bias=False, init="timm",
-               im2col_max_pixels=self.im2col_max_pixels,
-               matmul_dtype=self.matmul_dtype, name="conv")(x)
+               **self.route(), name="conv")(x)
     x = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     return nn.relu(x)
 
@@ -176,16 +185,13 @@ class PatchEmbed(nn.Module):
     return TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
 
 
-class MHCA(nn.Module):
+class MHCA(ConvRoute):
   """Official "multi-head conv attention": one dense 3x3 conv, no bias."""
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     return Conv2d(x.shape[-1], 3, 1, 1, use_bias=False, init="timm",
-                  im2col_max_pixels=self.im2col_max_pixels,
-                  matmul_dtype=self.matmul_dtype, name="group_conv3x3")(x)
+                  **self.route(), name="group_conv3x3")(x)
 
 
 class Mlp(nn.Module):
@@ -202,15 +208,13 @@ class Mlp(nn.Module):
                   name="conv2")(x)
 
 
-class LFA(nn.Module):
+class LFA(ConvRoute):
   """Official LFA block (NextViT "next conv block")."""
   features: int
   stride: int
   path_dropout: float
   mlp_ratio: float = 3.0
   head_dim: int = 8
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
@@ -218,7 +222,7 @@ class LFA(nn.Module):
     if self.stride == 2 or x.shape[-1] != self.features:
       x = PatchEmbed(self.features, self.stride, self.matmul_dtype,
                      name="patch_embed")(x, train=train)
-    mhca = MHCA(self.im2col_max_pixels, self.matmul_dtype, name="mhca")
+    mhca = MHCA(**self.route(), name="mhca")
     x = x + DropPath(self.path_dropout)(mhca(x), train=train)
     out = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     hidden = make_divisible(self.features * self.mlp_ratio, 32)
@@ -226,7 +230,7 @@ class LFA(nn.Module):
     return x + DropPath(self.path_dropout)(out, train=train)
 
 
-class FrameEncoder(nn.Module):
+class FrameEncoder(ConvRoute):
   """Per-frame CNN encoder, official `frame_rep`.
 
   Attributes mirror `Local_Global_Feature_Aware_Transformer` (strides fixed to
@@ -240,16 +244,13 @@ class FrameEncoder(nn.Module):
   path_dropout: float
   feature_dim: int
   strides: Sequence[int] = (1, 2, 2, 2)
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     """[T, B, H, W, C] (T independent calls) -> [T, B, feature_dim]."""
     s0, s1, s2 = self.stem_chs
     for i, (ch, st) in enumerate(((s0, 2), (s1, 1), (s2, 1), (s2, 2))):
-      x = ConvBNReLU(ch, st, self.im2col_max_pixels, self.matmul_dtype,
-                     name=f"stem_{i}")(x, train=train)
+      x = ConvBNReLU(ch, st, **self.route(), name=f"stem_{i}")(x, train=train)
     # torch.linspace(0, p, n) in float32, then .item().
     dpr = np.linspace(0.0, self.path_dropout, sum(self.depths),
                       dtype=np.float32).astype(np.float64)
@@ -258,8 +259,7 @@ class FrameEncoder(nn.Module):
       for b in range(depth):
         stride = 2 if (self.strides[stage] == 2 and b == 0) else 1
         x = LFA(width, stride, float(dpr[idx]), self.mlp_ratio, self.head_dim,
-                self.im2col_max_pixels, self.matmul_dtype,
-                name=f"features_{idx}")(x, train=train)
+                **self.route(), name=f"features_{idx}")(x, train=train)
         idx += 1
     x = TorchBatchNorm(group_dims=1, name="norm")(x, train=train)
     x = jnp.mean(x, axis=(-3, -2))  # AdaptiveAvgPool2d(1) + flatten
@@ -271,21 +271,18 @@ class FrameEncoder(nn.Module):
 # MER head (CLS_Net) and SegNet.
 # ---------------------------------------------------------------------------
 
-class CLSNet(nn.Module):
+class CLSNet(ConvRoute):
   """Official `mer`: Conv3d (as 2-D conv) -> MaxPool3d -> fc1 -> ReLU -> fc2."""
   num_classes: int
   hidden: int
   rep_channels: int = 8
   pool: int = 3
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, r: Array) -> tuple[Array, Array]:
     """[B, H, W, K] -> (conv3d out [B, H, W, rep_channels], logits)."""
     y = Conv2d(self.rep_channels, 3, 1, 1, init="torch",
-               im2col_max_pixels=self.im2col_max_pixels,
-               matmul_dtype=self.matmul_dtype, name="conv3d")(r)
+               **self.route(), name="conv3d")(r)
     p = nn.max_pool(y, (self.pool, self.pool), strides=(self.pool, self.pool),
                     padding="VALID")
     self.sow("intermediates", "mer_pooled", p)
@@ -296,21 +293,17 @@ class CLSNet(nn.Module):
     return y, dense(self.num_classes, name="fc2")(h)
 
 
-class SegNet(nn.Module):
+class SegNet(ConvRoute):
   """Official `SegNet(8, 1)` with widths (a, b, c, d) = (64, 128, 256, 512)."""
   widths: Sequence[int]
   out_channels: int = 1
-  im2col_max_pixels: int = 0
-  matmul_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x: Array, *, train: bool) -> Array:
     """[B, H, W, Cin] -> logits [B, H, W, out_channels]."""
     a, b, c, d = self.widths
     conv = functools.partial(Conv2d, kernel_size=3, stride=1, padding=1,
-                             init="torch",
-                             im2col_max_pixels=self.im2col_max_pixels,
-                             matmul_dtype=self.matmul_dtype)
+                             init="torch", **self.route())
 
     def cbr(x, name, features):
       x = conv(features, name=f"conv{name}")(x)
@@ -415,21 +408,19 @@ class Model(nn.Module):
     if t * self.feature_dim != int(np.prod(rep_shape)):
       raise ValueError(f"T * feature_dim = {t * self.feature_dim} does not fit "
                        f"rep_shape {rep_shape}")
+    route = dict(im2col_max_pixels=self.im2col_max_pixels,
+                 matmul_dtype=self.matmul_dtype)
     feats = FrameEncoder(
         self.stem_chs, self.depths, self.widths, self.mlp_ratio, self.head_dim,
-        self.path_dropout, self.feature_dim,
-        im2col_max_pixels=self.im2col_max_pixels,
-        matmul_dtype=self.matmul_dtype, name="frame_rep")(
+        self.path_dropout, self.feature_dim, **route, name="frame_rep")(
             jnp.swapaxes(frames, 0, 1), train=train)
     frame_features = jnp.swapaxes(feats, 0, 1)  # [B, T, F], torch.cat order
     # The official raw reshape (B, T, F) -> (B, 1, 64, 64, 8): NOT a transpose.
     r = frame_features.reshape((bsz,) + rep_shape)
     y, logits = CLSNet(self.num_classes, self.fc1_hidden, self.rep_channels,
-                       im2col_max_pixels=self.im2col_max_pixels,
-                       matmul_dtype=self.matmul_dtype, name="mer")(r)
-    di_logits = SegNet(self.segnet_widths, 1, self.im2col_max_pixels,
-                       self.matmul_dtype, name="dyimg_net")(
-                           y, train=train)[..., 0]
+                       **route, name="mer")(r)
+    di_logits = SegNet(self.segnet_widths, 1, **route, name="dyimg_net")(
+        y, train=train)[..., 0]
     aux = {
         "dynamic_image": jax.nn.sigmoid(di_logits),
         "dynamic_image_logits": di_logits,
