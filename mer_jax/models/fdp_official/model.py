@@ -354,7 +354,7 @@ class Model(nn.Module):
       2x2 last stage) run as im2col + matmul, 35x faster on XLA:CPU. The same
       math (equal to 1e-13 in float64, tests/test_fdp_official.py) in another
       float32 summation order; 0 = XLA's conv everywhere, which
-      `fdp_reference` uses to compare with the reference's gradients (see
+      `reference.py` uses to compare with the reference's gradients (see
       there why the order matters). With `matmul_dtype="bfloat16"` on a
       CPU, 1024 is fastest (every map up to 32x32 goes through the bfloat16
       dots); on a GPU / TPU use 0 (their convolutions take bfloat16).
