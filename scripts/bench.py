@@ -130,8 +130,10 @@ def _jax_fdp_step(model_kwargs: dict[str, Any], batch: int
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from mer_jax import fdp_reference  # pylint: disable=g-import-not-at-top
-  from mer_jax.models import fdp_official  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from mer_jax.models import fdp_official
+  from mer_jax.models.fdp_official import reference as fdp_reference
+  # pylint: enable=g-import-not-at-top
 
   model = fdp_official.Model(**model_kwargs)
   tx = fdp_reference.official_optimizer()

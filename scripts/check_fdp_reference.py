@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
-from mer_jax import fdp_reference  # noqa: E402
+from mer_jax.models.fdp_official import reference as fdp_reference  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,8 @@ instead of an overridden `__call__` (so forward hooks fire on FDP and
 CLS_Net), the unreachable GFA / E_MHSA code is not transcribed, and the
 input may also be given without the official dummy axis (see `FDP.forward`).
 
-Imports only torch, numpy and the standard library.
+Imports torch, numpy and the standard library, and from mer_jax only the
+official `make_divisible` (shared with the Flax port).
 """
 
 from __future__ import annotations
@@ -48,20 +49,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The official `_make_divisible` (LFA MLP width), shared with the Flax port.
+from mer_jax.models.fdp_official.model import make_divisible
+
 NORM_EPS = 1e-5
 # Official training hyper-parameters (train.py).
 LR, WEIGHT_DECAY, DY_WEIGHT, MER_WEIGHT = 1e-4, 1e-3, 100.0, 1.0
-FULL_NUM_PARAMS = 85_304_206
-
-
-def _make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
-  """Official `_make_divisible` (rounds the LFA MLP hidden width)."""
-  if min_value is None:
-    min_value = divisor
-  new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-  if new_v < 0.9 * v:
-    new_v += divisor
-  return new_v
 
 
 def trunc_normal_(tensor: torch.Tensor, mean: float = 0.0, std: float = 1.0,
@@ -177,7 +170,7 @@ class Mlp(nn.Module):
   def __init__(self, in_features: int, mlp_ratio: float = 3.0,
                drop: float = 0.0):
     super().__init__()
-    hidden = _make_divisible(in_features * mlp_ratio, 32)
+    hidden = make_divisible(in_features * mlp_ratio, 32)
     self.conv1 = nn.Conv2d(in_features, hidden, 1, bias=True)
     self.act = nn.ReLU(inplace=True)
     self.drop1 = nn.Dropout(drop)
@@ -354,7 +347,7 @@ class FDP(nn.Module):
     stem_chs: stem widths (official (64, 32, 64)).
     depths: LFA blocks per stage (official (3, 4, 10, 3)).
     widths: stage widths (official (96, 192, 384, 768)).
-    mlp_ratio: LFA MLP hidden = _make_divisible(C * mlp_ratio, 32).
+    mlp_ratio: LFA MLP hidden = make_divisible(C * mlp_ratio, 32).
     head_dim: only asserted (width % head_dim == 0), as in the official code.
     path_dropout: max stochastic-depth rate, linspace over all blocks.
     num_frames: T (official 8).

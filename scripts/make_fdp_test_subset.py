@@ -5,7 +5,7 @@ Usage:
   python scripts/make_fdp_test_subset.py /path/to/fdp_ref_small.npz \
       --out tests/data/fdp_ref_small.npz
 
-Keeps what `mer_jax.fdp_reference.run_reference_checks` needs for the eval
+Keeps what `mer_jax.models.fdp_official.reference.run_reference_checks` needs for the eval
 (plain + calib), target, loss and train step-1 checks: every state_dict
 tensor, in/*, target/*, out/* (minus dynamic_rep_5d, redundant, and the plain
 dynamic_representation, bias-dominated under the default init; the calib one

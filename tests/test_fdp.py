@@ -12,6 +12,7 @@ import optax
 import pytest
 
 from mer_jax.models import fdp
+from mer_jax.models import rank_pooling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,7 +72,7 @@ def test_forward_values(tiny):
       batch["frames"])
   assert np.all(np.isfinite(np.asarray(logits)))
   np.testing.assert_allclose(
-      aux["rank_weights"], fdp.temporal_pool_weights(aux["rank_scores"]),
+      aux["rank_weights"], rank_pooling.temporal_pool_weights(aux["rank_scores"]),
       rtol=1e-5, atol=1e-6)
   di = np.asarray(aux["dynamic_image"])
   assert di.min() >= 0.0 and di.max() <= 1.0
@@ -120,11 +121,11 @@ def test_clip_and_reverse_give_different_dynamic_image_targets():
   rev = dynamic_image.dynamic_image(clip[::-1])
   assert np.abs(fwd - rev).mean() > 0.05
   # The pooling coefficients are the target's: alpha over T, scaled.
-  w = fdp.temporal_pool_weights(jnp.zeros((1, 8)))[0]
+  w = rank_pooling.temporal_pool_weights(jnp.zeros((1, 8)))[0]
   alpha = dynamic_image.rank_pool_weights(8)
   np.testing.assert_allclose(w, 2 * alpha / np.abs(alpha).sum(), rtol=1e-5)
   with pytest.raises(ValueError, match="pooling"):
-    fdp.temporal_pool_weights(jnp.zeros((1, 8)), "mean")
+    rank_pooling.temporal_pool_weights(jnp.zeros((1, 8)), "mean")
 
 
 def test_full_size_default_model_eval_shape():
@@ -155,8 +156,8 @@ def _per_clip(scores, apex=None, margin=0.5, window="to_peak"):
   scores = jnp.asarray(scores, jnp.float32)
   if apex is not None:
     apex = jnp.asarray(apex, jnp.int32)
-  return np.asarray(fdp.ranking_loss_per_clip(scores, apex, margin=margin,
-                                              window=window))
+  return np.asarray(rank_pooling.ranking_loss_per_clip(
+      scores, apex, margin=margin, window=window))
 
 
 def test_ranking_loss_prefers_chronological_scores():
@@ -213,23 +214,23 @@ def test_ranking_loss_masks_rows():
                       [0.0, 1.0, 3.0, 2.0, 1.0]])   # apex 3: 0.375
   apex = jnp.array([2, -1, 3], jnp.int32)
   mask = jnp.array([1.0, 0.0, 1.0])
-  loss = fdp.ranking_loss(scores, apex, mask, margin=0.5)
+  loss = rank_pooling.ranking_loss(scores, apex, mask, margin=0.5)
   assert float(loss) == pytest.approx((0.75 + 0.375) / 2, rel=1e-6)
   # The padding row contributes neither value nor gradient.
-  grad = jax.grad(lambda s: fdp.ranking_loss(s, apex, mask, margin=0.5))(scores)
+  grad = jax.grad(lambda s: rank_pooling.ranking_loss(s, apex, mask, margin=0.5))(scores)
   np.testing.assert_array_equal(np.asarray(grad[1]), 0.0)
   assert np.any(np.asarray(grad[0]) != 0) and np.any(np.asarray(grad[2]) != 0)
   inf_row = scores.at[1].set(jnp.inf)
-  assert float(fdp.ranking_loss(inf_row, apex, mask, margin=0.5)) == float(loss)
+  assert float(rank_pooling.ranking_loss(inf_row, apex, mask, margin=0.5)) == float(loss)
   # Pure jnp: jit and vmap (fold-stacked batches) give the same numbers.
-  jitted = jax.jit(lambda s, a, m: fdp.ranking_loss(s, a, m, margin=0.5))
+  jitted = jax.jit(lambda s, a, m: rank_pooling.ranking_loss(s, a, m, margin=0.5))
   assert float(jitted(scores, apex, mask)) == pytest.approx(float(loss))
-  stacked = jax.vmap(lambda s, a, m: fdp.ranking_loss(s, a, m, margin=0.5))(
+  stacked = jax.vmap(lambda s, a, m: rank_pooling.ranking_loss(s, a, m, margin=0.5))(
       jnp.stack([scores, scores]), jnp.stack([apex, apex]),
       jnp.stack([mask, mask]))
   np.testing.assert_allclose(stacked, [float(loss)] * 2, rtol=1e-6)
   # No mask: the plain mean.
-  assert float(fdp.ranking_loss(scores[::2], apex[::2], margin=0.5)) == (
+  assert float(rank_pooling.ranking_loss(scores[::2], apex[::2], margin=0.5)) == (
       pytest.approx((0.75 + 0.375) / 2, rel=1e-6))
 
 

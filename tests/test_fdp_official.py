@@ -14,10 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax import fdp_reference
 from mer_jax.data import dynamic_image as di_lib
 from mer_jax.data import targets
 from mer_jax.models import fdp_official as fdp
+from mer_jax.models.fdp_official import reference as fdp_reference
+from mer_jax.models.fdp_official import torch_layers
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "scripts"))
@@ -145,7 +146,7 @@ def test_torch_batchnorm_semantics():
   """Per-group batch stats; T sequential running updates, unbiased var."""
   rng = np.random.default_rng(0)
   x = rng.normal(2.0, 3.0, (3, 4, 5, 5, 6)).astype(np.float32)  # [T,B,H,W,C]
-  bn = fdp.TorchBatchNorm(group_dims=1)
+  bn = torch_layers.TorchBatchNorm(group_dims=1)
   v = bn.init(jax.random.key(0), x, train=True)
   y, st = bn.apply(v, x, train=True, mutable=["batch_stats"])
   m = np.zeros(6)
@@ -164,16 +165,16 @@ def test_torch_batchnorm_semantics():
 def test_max_pool_unpool_first_index_and_gradient():
   x = jnp.array([[0., 0., 1., 3.], [0., 0., 3., 2.],
                  [5., 1., 0., 0.], [2., 5., 0., 0.]]).reshape(1, 4, 4, 1)
-  pooled, idx = fdp._max_pool_2x2_argmax(x)  # pylint: disable=protected-access
+  pooled, idx = torch_layers.max_pool_2x2_argmax(x)
   np.testing.assert_array_equal(pooled[0, ..., 0], [[0., 3.], [5., 0.]])
   # Ties -> the first maximum in row-major order, as torch CPU.
-  np.testing.assert_array_equal(fdp.pool_indices_to_torch(idx)[0, 0],
+  np.testing.assert_array_equal(torch_layers.pool_indices_to_torch(idx)[0, 0],
                                 [[0, 3], [8, 10]])
-  up = fdp._max_unpool_2x2(pooled, idx)  # pylint: disable=protected-access
+  up = torch_layers.max_unpool_2x2(pooled, idx)
   np.testing.assert_array_equal(
       up[0, ..., 0], [[0., 0., 0., 3.], [0., 0., 0., 0.],
                       [5., 0., 0., 0.], [0., 0., 0., 0.]])
-  g = jax.grad(lambda x: fdp._max_pool_2x2_argmax(x)[0].sum())(x)  # pylint: disable=protected-access
+  g = jax.grad(lambda x: torch_layers.max_pool_2x2_argmax(x)[0].sum())(x)
   assert float(g.sum()) == 4.0 and float(g[0, 0, 0, 0]) == 1.0
 
 
@@ -203,8 +204,8 @@ def test_im2col_path_is_the_same_math(hw):
   """The fast small-map path (im2col + matmul) equals XLA's conv in float64."""
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 3) + hw + (16,), jnp.float64)
-    fast = fdp.Conv2d(24, im2col_max_pixels=4)
-    slow = fdp.Conv2d(24, im2col_max_pixels=0)
+    fast = torch_layers.Conv2d(24, im2col_max_pixels=4)
+    slow = torch_layers.Conv2d(24, im2col_max_pixels=0)
     k1, k2 = jax.random.split(jax.random.key(1))
     params = {"params": {
         "kernel": jax.random.normal(k1, (3, 3, 16, 24), jnp.float64),
@@ -251,8 +252,8 @@ def test_mixed_conv_forward_and_both_gradients(k, stride, pad, shape):
         precision=jax.lax.Precision.HIGHEST)
 
   def mixed(x, w):
-    return fdp.mixed_conv(x.reshape((-1,) + x.shape[-3:]), w, stride, pad,
-                          "bfloat16")
+    return torch_layers.mixed_conv(x.reshape((-1,) + x.shape[-3:]), w, stride,
+                                   pad, "bfloat16")
 
   y_ref, vjp_ref = jax.vjp(ref, x, w)
   y, vjp = jax.jit(lambda x, w: jax.vjp(mixed, x, w))(x, w)
@@ -321,7 +322,8 @@ def test_mixed_conv_degenerate_shapes_compile_and_run():
     x = jnp.ones((n, h, h, cin))
     w = jnp.full((k, k, cin, cout), 0.5)
     f = jax.jit(jax.value_and_grad(
-        lambda x, w: jnp.sum(fdp.mixed_conv(x, w, stride, pad, "bfloat16")),
+        lambda x, w: jnp.sum(
+            torch_layers.mixed_conv(x, w, stride, pad, "bfloat16")),
         argnums=(0, 1)))
     v, (gx, gw) = f(x, w)
     assert gx.shape == x.shape and gw.shape == w.shape

@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed "
 import jax
 import jax.numpy as jnp
 
-from mer_jax import fdp_reference
+from mer_jax.models.fdp_official import reference as fdp_reference
 from mer_jax.models import fdp_official
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(

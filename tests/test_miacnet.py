@@ -18,6 +18,7 @@ sys.path.insert(0, ROOT)
 from configs import ma2mi_synthetic  # noqa: E402
 from configs import miacnet_synthetic  # noqa: E402
 from mer_jax import checkpoints  # noqa: E402
+from mer_jax import models  # noqa: E402
 from mer_jax import train  # noqa: E402
 from mer_jax.models import ma2mi  # noqa: E402
 from mer_jax.models import miacnet  # noqa: E402
@@ -93,6 +94,22 @@ def test_position_branch_sees_only_onset(tiny_miacnet, train_mode):
   fx, fy = features(x), features(y)
   np.testing.assert_array_equal(np.asarray(fx["position"]), np.asarray(fy["position"]))
   assert not np.allclose(np.asarray(fx["action"]), np.asarray(fy["action"]))
+
+
+def test_registry_builds_each_kind_for_its_task():
+  """ma2mi is a pretraining model: the MER task refuses it, its task builds it."""
+  with pytest.raises(ValueError, match="trained by task 'ma2mi_pretrain'"):
+    models.get_model("ma2mi", 5)
+  model = models.get_model("ma2mi", task="ma2mi_pretrain", stem_width=8)
+  assert isinstance(model, ma2mi.Model) and model.stem_width == 8
+  with pytest.raises(ValueError, match="trained by task 'mer'"):
+    models.get_model("miacnet", task="ma2mi_pretrain")
+  assert isinstance(models.get_model("miacnet", 5), miacnet.Model)
+  # Helper modules (common, rank_pooling, ...) are not models.
+  assert {"fdp", "fdp_official", "ma2mi", "miacnet"} <= set(models.available())
+  assert not {"common", "rank_pooling", "fdp_encoder"} & set(models.available())
+  with pytest.raises(ValueError, match="available models"):
+    models.get_model("common", 5)
 
 
 def test_onset_apex_selection():

@@ -26,20 +26,8 @@ meant; see the team's FDP code notes (FDP_SPEC.md), section 6); its faithful por
      conv encoder (+ one 2x2 merge) then x2 pixel-shuffle upsampling blocks
      to H x W, 1 channel, sigmoid (choice 5)                        dynamic_image [B, H, W]
 
-Blocks (NextViT-style, as the paper describes them and the released code
-defines them):
-* local block: x += MHCA(x); x += MLP(BN(x)). MHCA ("multi-head convolutional
-  attention") = grouped 3x3 conv (one group per head of `head_dim` channels)
-  -> BN -> ReLU -> pointwise (1x1) conv. The official code's MHCA is one dense
-  3x3 conv (spec 6.2); this is the paper's description.
-* global block: x += E-MHSA(BN(x)); x += MLP(BN(x)). E-MHSA = multi-head
-  self-attention whose keys/values come from the map average-pooled by
-  `sr_ratios[s]` (+ BN), i.e. efficient MHSA with spatial reduction. The
-  official code defines E_MHSA/GFA but never instantiates them (spec 6.1).
-  NextViT's NTB also splits channels between E-MHSA and an MHCA branch
-  (`mix_block_ratio`); we keep the plain residual form.
-* MLP: Dense(mlp_ratio * C) -> ReLU -> Dense(C). Stochastic depth (`drop_path`,
-  linearly increasing over blocks) on every residual branch.
+The frame encoder's blocks (NextViT-style, as the paper describes them):
+`mer_jax.models.fdp_encoder`.
 
 Choices made where the paper (abstract only, see the spec) is silent or where
 we depart on purpose:
@@ -75,19 +63,10 @@ we depart on purpose:
    `rank_weight` 0.1 and `rank_margin` 0.1 are a priori values: the paper
    (abstract only) gives none and the official code has no ranking loss. An
    earlier ablation looked at the ranking options on two test folds (see git
-   history); nothing here is chosen from it. Options, reported as such:
-   * `rank_use_apex=True` (apex-supervised ranking, uses key frames): with
-     an annotated apex (`batch["apex_index"] = a >= 0`, the sampled frame
-     nearest to the record's apex, see `mer_jax.data.sampling.apex_index`)
-     and `rank_window="to_peak"`, pairs up to frame a must rise and pairs
-     after it must fall (`relu(margin + (s_{t+1} - s_t))`); a = 0 is ranked
-     as a = 1 (the onset frame is the zero-motion reference, never the apex).
-   * `rank_window="to_peak"` with an unknown apex (`apex_index = -1`: eval
-     padding, a record without an annotated apex, which the builders store
-     with `apex_annotated` False and reaches the batch as -1, all of SMIC,
-     or `rank_use_apex=False`): only the pairs up to the frame with the
-     highest score (a stop-gradient estimate of the peak, at least the first
-     pair) must rise; later pairs are unranked.
+   history); nothing here is chosen from it. The options
+   (`rank_use_apex=True`, apex-supervised, uses key frames;
+   `rank_window="to_peak"`), reported as such, are described in
+   `mer_jax.models.rank_pooling`.
    Per clip the hinge is averaged over its ranked pairs, then over the clips
    with `mask` 1 (`ranking_loss`, a pure function of scores, apex_index and
    mask). The official code has no ranking loss.
@@ -163,175 +142,12 @@ import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-# Importing registers the "dynamic_image" input target this model trains on.
-from mer_jax.data import dynamic_image as _dynamic_image  # noqa: F401
+from mer_jax.models import common
+from mer_jax.models import fdp_encoder
+from mer_jax.models import rank_pooling
 
 Array = jnp.ndarray
-
-
-def _bn(train: bool, name: str | None = None) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                      epsilon=1e-5, name=name)
-
-
-def _merge2x2(x: Array) -> Array:
-  """[N, h, w, C] -> [N, ceil(h/2), ceil(w/2), 4C] (edge-padded when odd)."""
-  h, w = x.shape[1:3]
-  if h % 2 or w % 2:
-    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-  return einops.rearrange(x, "n (h p) (w q) c -> n h w (p q c)", p=2, q=2)
-
-
-class DropPath(nn.Module):
-  """Per-sample stochastic depth (scaled by 1/keep); identity in eval."""
-  rate: float
-
-  @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
-    if not train or self.rate <= 0.0:
-      return x
-    keep = 1.0 - self.rate
-    rng = self.make_rng("dropout")
-    m = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-    return x * m / keep
-
-
-class Mlp(nn.Module):
-  ratio: float
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    c = x.shape[-1]
-    x = nn.relu(nn.Dense(max(int(c * self.ratio), 1), name="fc1")(x))
-    return nn.Dense(c, name="fc2")(x)
-
-
-class MHCA(nn.Module):
-  """Multi-head convolutional attention: grouped 3x3 -> BN -> ReLU -> 1x1."""
-  head_dim: int
-
-  @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
-    c = x.shape[-1]
-    heads = max(c // self.head_dim, 1) if c % self.head_dim == 0 else 1
-    g = heads
-    # A grouped kernel [3, 3, C/g, C] run as a dense conv with its block-
-    # diagonal expansion: the same function, but XLA:CPU's grouped-conv
-    # backward is ~3x slower than the dense one (measured here).
-    kernel = self.param("group_conv3x3", nn.initializers.lecun_normal(),
-                        (3, 3, c // g, c))
-    k = kernel.reshape(3, 3, c // g, g, c // g)
-    k = jnp.einsum("xyigo,hg->xyhigo", k, jnp.eye(g, dtype=k.dtype))
-    k = k.reshape(3, 3, c, c)
-    x = jax.lax.conv_general_dilated(
-        x, k.astype(x.dtype), (1, 1), "SAME",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    x = nn.relu(_bn(train, "norm")(x))
-    return nn.Dense(c, use_bias=False, name="projection")(x)
-
-
-class LocalBlock(nn.Module):
-  """Local feature-aware block: x + MHCA(x), then x + MLP(BN(x))."""
-  head_dim: int
-  mlp_ratio: float
-  drop_path: float
-
-  @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
-    dp = DropPath(self.drop_path)
-    x = x + dp(MHCA(self.head_dim, name="mhca")(x, train=train), train=train)
-    y = Mlp(self.mlp_ratio, name="mlp")(_bn(train, "norm")(x))
-    return x + dp(y, train=train)
-
-
-class EMHSA(nn.Module):
-  """Efficient multi-head self-attention; keys/values pooled by `sr_ratio`."""
-  head_dim: int
-  sr_ratio: int
-
-  @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
-    n, h, w, c = x.shape
-    heads = max(c // self.head_dim, 1) if c % self.head_dim == 0 else 1
-    dh = c // heads
-    q = nn.DenseGeneral((heads, dh), name="q")(x.reshape(n, h * w, c))
-    kv = x
-    sr = min(self.sr_ratio, h, w)
-    if sr > 1:
-      kv = nn.avg_pool(kv, (sr, sr), strides=(sr, sr), padding="SAME")
-      kv = _bn(train, "sr_norm")(kv)
-    kv = kv.reshape(n, -1, c)
-    k = nn.DenseGeneral((heads, dh), name="k")(kv)
-    v = nn.DenseGeneral((heads, dh), name="v")(kv)
-    att = jnp.einsum("nqhd,nkhd->nhqk", q, k) / jnp.sqrt(dh).astype(x.dtype)
-    att = jax.nn.softmax(att, axis=-1)
-    out = jnp.einsum("nhqk,nkhd->nqhd", att, v)
-    out = nn.DenseGeneral(c, axis=(-2, -1), name="proj")(out)
-    return out.reshape(n, h, w, c)
-
-
-class GlobalBlock(nn.Module):
-  """Global feature-aware block: x + E-MHSA(BN(x)), then x + MLP(BN(x))."""
-  head_dim: int
-  sr_ratio: int
-  mlp_ratio: float
-  drop_path: float
-
-  @nn.compact
-  def __call__(self, x: Array, *, train: bool) -> Array:
-    dp = DropPath(self.drop_path)
-    y = EMHSA(self.head_dim, self.sr_ratio, name="e_mhsa")(
-        _bn(train, "attn_norm")(x), train=train)
-    x = x + dp(y, train=train)
-    y = Mlp(self.mlp_ratio, name="mlp")(_bn(train, "mlp_norm")(x))
-    return x + dp(y, train=train)
-
-
-class FrameEncoder(nn.Module):
-  """Local-global feature-aware transformer: [N, H, W, C] -> [N, h, w, D]."""
-  patch: int
-  widths: Sequence[int]
-  depths: Sequence[int]
-  global_blocks: Sequence[int]
-  sr_ratios: Sequence[int]
-  head_dim: int
-  mlp_ratio: float
-  drop_path: float
-  appearance: bool
-
-  @nn.compact
-  def __call__(self, motion: Array, frames: Array, *, train: bool) -> Array:
-    p = self.patch
-
-    def embed(z, name):
-      z = einops.rearrange(z, "n (h p) (w q) c -> n h w (p q c)", p=p, q=p)
-      z = nn.Dense(self.widths[0], name=f"{name}_embed")(z)
-      return nn.LayerNorm(name=f"{name}_norm")(z)
-
-    # Separate normalisation keeps the ~1% micro-motion from being drowned.
-    x = embed(motion, "motion")
-    if self.appearance:
-      x = x + embed(frames, "appearance")
-    n_blocks = sum(self.depths) + sum(self.global_blocks)
-    rates = [self.drop_path * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
-    b = 0
-    for s, width in enumerate(self.widths):
-      if s > 0:  # NextViT's avg-pool + 1x1 conv + BN, as a 2x2 patch merge
-        x = nn.Dense(width, use_bias=False, name=f"merge{s}")(_merge2x2(x))
-        x = _bn(train, f"merge{s}_norm")(x)
-      elif x.shape[-1] != width:
-        x = nn.Dense(width, name="stem_proj")(x)
-      for i in range(self.depths[s]):
-        x = LocalBlock(self.head_dim, self.mlp_ratio, rates[b],
-                       name=f"stage{s}_local{i}")(x, train=train)
-        b += 1
-      for i in range(self.global_blocks[s]):
-        x = GlobalBlock(self.head_dim, self.sr_ratios[s], self.mlp_ratio,
-                        rates[b], name=f"stage{s}_global{i}")(x, train=train)
-        b += 1
-    return _bn(train, "norm")(x)
 
 
 class DynamicImageDecoder(nn.Module):
@@ -343,12 +159,13 @@ class DynamicImageDecoder(nn.Module):
   def __call__(self, d: Array, *, train: bool) -> Array:
     def conv_bn_relu(z, width, name):
       z = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, name=name)(z)
-      return nn.relu(_bn(train, f"{name}_norm")(z))
+      return nn.relu(fdp_encoder.batch_norm(train, f"{name}_norm")(z))
 
     x = conv_bn_relu(d, self.widths[0], "enc0")
     merged = x.shape[1] >= 4 and x.shape[2] >= 4
     if merged:  # encoder: one 2x2 merge for context, decoded back below
-      x = nn.Dense(self.widths[0], use_bias=False, name="enc_merge")(_merge2x2(x))
+      x = nn.Dense(self.widths[0], use_bias=False, name="enc_merge")(
+          fdp_encoder.merge2x2(x))
       x = conv_bn_relu(x, self.widths[0], "enc1")
     h_out, w_out = self.out_size
     shuffle = lambda z: einops.rearrange(z, "b h w (p q c) -> b (h p) (w q) c",
@@ -373,7 +190,7 @@ class Model(nn.Module):
   """Paper FDP; `frames` `[B, T, H, W, C]` -> (logits `[B, K]`, aux).
 
   aux: `rank_scores` [B, T], `rank_weights` [B, T] (the temporal pooling
-  coefficients, see `temporal_pool_weights`),
+  coefficients, see `rank_pooling.temporal_pool_weights`),
   `dynamic_representation` [B, h, w, R], `dynamic_image` [B, H, W] (sigmoid),
   `dynamic_image_logits` [B, H, W].
   """
@@ -410,7 +227,7 @@ class Model(nn.Module):
     # Choice 1: motion relative to onset (the first sampled frame).
     motion = frames - frames[:, :1]
     fold = lambda z: einops.rearrange(z, "b t h w c -> (b t) h w c")
-    feats = FrameEncoder(
+    feats = fdp_encoder.FrameEncoder(
         self.patch, tuple(self.widths), tuple(self.depths),
         tuple(self.global_blocks), tuple(self.sr_ratios), self.head_dim,
         self.mlp_ratio, self.drop_path, self.appearance,
@@ -423,14 +240,14 @@ class Model(nn.Module):
     # Rank features, pooled over the real time axis by the rank scores.
     r = nn.Dense(self.rank_dim, name="rank_proj")(feats)
     r = einops.rearrange(r, "(b t) h w c -> b t h w c", b=b, t=t)
-    weights = temporal_pool_weights(scores, self.pooling,
+    weights = rank_pooling.temporal_pool_weights(scores, self.pooling,
                                     self.rank_temperature)  # [B, T]
     d = jnp.einsum("bt,bthwc->bhwc", weights, r)  # dynamic representation
 
     # MER head.
     x = nn.Conv(self.head_width, (3, 3), padding="SAME", use_bias=False,
                 name="head_conv")(d)
-    x = nn.relu(_bn(train, "head_norm")(x))
+    x = nn.relu(fdp_encoder.batch_norm(train, "head_norm")(x))
     k = max(x.shape[1] // self.head_pool, 1)
     x = nn.avg_pool(x, (k, k), strides=(k, k))
     x = x.reshape(b, -1)
@@ -451,120 +268,6 @@ class Model(nn.Module):
     return logits, aux
 
 
-def temporal_pool_weights(scores: Array, pooling: str = "rank_pool",
-                          temperature: float = 1.0) -> Array:
-  """Per-frame pooling coefficients `[B, T]` from rank scores `[B, T]`.
-
-  "rank_pool" (default, order-aware): `alpha_t * T * softmax_t(s / tau)`,
-    where `alpha` are Bilen et al.'s approximate rank pooling coefficients
-    over the chronological position t (`dynamic_image.rank_pool_weights`,
-    the same ones that make the dynamic-image target), scaled so that the
-    positive and the negative ones each sum to 1 (they sum to 0). With equal
-    scores this is approximate rank pooling of the rank features; the scores
-    re-weight frames (mean factor 1). Swapping two frames changes the result.
-  "softmax" (the ablation, this module's pooling before issue 14):
-    `softmax_t(s / tau)`, a weighted mean that is the same for any order of
-    the frames (given their scores).
-  """
-  t = scores.shape[1]
-  soft = jax.nn.softmax(scores / temperature, axis=1)
-  if pooling == "softmax":
-    return soft
-  if pooling != "rank_pool":
-    raise ValueError(f"fdp: pooling={pooling!r}: 'rank_pool' or 'softmax'")
-  alpha = _dynamic_image.rank_pool_weights(t)
-  alpha = 2.0 * alpha / max(np.abs(alpha).sum(), 1e-12)
-  return jnp.asarray(alpha, scores.dtype)[None] * (t * soft)
-
-
-def _rank_pairs(scores: Array, apex_index: Array | None,
-                window: str) -> tuple[Array, Array]:
-  """Which consecutive pairs are ranked and in which direction.
-
-  Returns `(sign, ranked)`, both `[B, T-1]`: pair (t, t+1) is ranked when
-  `ranked` is 1 and should satisfy `sign * (s[t+1] - s[t]) >= margin`
-  (+1: rise, -1: fall). See `ranking_loss`.
-  """
-  b, t = scores.shape
-  idx = jnp.arange(t - 1)[None]  # pair (t, t+1) -> t
-  ones = jnp.ones((b, t - 1), scores.dtype)
-  if window == "clip":
-    return ones, ones
-  if window != "to_peak":
-    raise ValueError(f"rank_window={window!r}: 'to_peak' or 'clip'")
-  # No annotated apex: pairs up to the highest-scoring frame (a stop-gradient
-  # apex estimate) rise; a peak at frame 0 would leave none, so the first pair
-  # is always ranked (the onset is never the apex). Later pairs are unranked.
-  peak = jnp.argmax(jax.lax.stop_gradient(scores), axis=1)  # [B]
-  est_ranked = ((idx + 1 <= peak[:, None]) | (idx == 0)).astype(scores.dtype)
-  if apex_index is None:
-    return ones, est_ranked
-  apex = jnp.asarray(apex_index, jnp.int32).reshape(b, 1)
-  known = apex >= 0
-  # Annotated apex a: pairs up to it rise, pairs after it fall. a = 0 is
-  # ranked as a = 1: the onset frame is the motion reference (zero motion
-  # input) and is never the apex.
-  a = jnp.maximum(apex, 1)
-  apex_sign = jnp.where(idx + 1 <= a, 1.0, -1.0).astype(scores.dtype)
-  sign = jnp.where(known, apex_sign, ones)
-  ranked = jnp.where(known, ones, est_ranked)
-  return sign, ranked
-
-
-def ranking_loss_per_clip(scores: Array, apex_index: Array | None = None, *,
-                          margin: float = 0.1,
-                          window: str = "to_peak") -> Array:
-  """Per-clip pairwise hinge on consecutive frames, `[B, T]` -> `[B]`.
-
-  `relu(margin - sign_t * (s[t+1] - s[t]))` averaged over the ranked pairs
-  (t, t+1); see `ranking_loss` for which pairs and signs.
-  """
-  sign, ranked = _rank_pairs(scores, apex_index, window)
-  diff = scores[:, 1:] - scores[:, :-1]  # [B, T-1]
-  hinge = jax.nn.relu(margin - sign * diff)
-  return jnp.sum(hinge * ranked, axis=1) / jnp.maximum(jnp.sum(ranked, axis=1), 1.0)
-
-
-def ranking_loss(scores: Array, apex_index: Array | None = None,
-                 mask: Array | None = None, *, margin: float = 0.1,
-                 window: str = "to_peak") -> Array:
-  """Chronological ranking hinge, masked mean over clips: a scalar.
-
-  Args:
-    scores: rank scores `[B, T]`, frame t of the sampled clip.
-    apex_index: int `[B]`, the sampled frame nearest to the annotated apex
-      (`batch["apex_index"]`), -1 where unknown; None = unknown everywhere.
-    mask: `[B]`, 1 = real clip; rows with 0 contribute nothing. None = all
-      real.
-    margin: the hinge margin between consecutive frames' scores.
-    window: which pairs (t, t+1) are ranked:
-      "to_peak" with `apex_index = a >= 0`: every pair; those with t+1 <= a
-        must rise (`s[t+1] - s[t] >= margin`), those with t >= a must fall
-        (`s[t] - s[t+1] >= margin`); a = 0 is treated as a = 1 (the onset
-        frame is never the apex).
-      "to_peak" with `apex_index = -1`: the pairs up to the highest-scoring
-        frame (a stop-gradient apex estimate, at least the first pair) must
-        rise; later pairs are not ranked.
-      "clip": every pair must rise, whatever the apex (Bilen-style rank
-        pooling over the whole clip).
-    Each clip's loss is the mean hinge over its ranked pairs, so it is zero
-    exactly when every ranked pair keeps its order by at least `margin`.
-  """
-  per_clip = ranking_loss_per_clip(scores, apex_index, margin=margin,
-                                   window=window)
-  return _masked_mean(per_clip, mask)
-
-
-def _masked_mean(per_clip: Array, mask: Array | None) -> Array:
-  if mask is None:
-    return jnp.mean(per_clip)
-  keep = mask > 0
-  mask = mask.astype(per_clip.dtype)
-  # where, not a product: a masked row's value (even inf/nan) never leaks.
-  total = jnp.sum(jnp.where(keep, per_clip * mask, 0.0))
-  return total / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                di_weight: float = 1.0, rank_weight: float = 0.1,
                rank_margin: float = 0.1,
@@ -576,12 +279,13 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
     aux: model aux with `dynamic_image` [B, H, W] and `rank_scores` [B, T].
     batch: input dict; `dynamic_image` [B, H, W] in [0, 1] (needed when
       `di_weight > 0`), optional `mask` [B] (1 = real sample), optional
-      `apex_index` [B] (sampled apex frame, -1 = unknown; see `ranking_loss`).
+      `apex_index` [B] (sampled apex frame, -1 = unknown; see
+      `rank_pooling.ranking_loss`).
     di_weight: weight of the dynamic-image MSE (mean over H * W per clip).
     rank_weight: weight of the chronological ranking hinge.
     rank_margin: hinge margin between consecutive frames' scores.
     rank_window: "clip" (default: every consecutive pair rises) or
-      "to_peak" (see `ranking_loss`).
+      "to_peak" (see `rank_pooling.ranking_loss`).
     rank_use_apex: False (default, the paper's setting: no key frames) ranks
       as if every apex were unknown; True uses `batch["apex_index"]` when
       present (apex-supervised ranking, an option to report as such).
@@ -598,9 +302,9 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                        "config.aux_loss.di_weight = 0.")
     err = jnp.mean(jnp.square(aux["dynamic_image"] - batch["dynamic_image"]),
                    axis=(1, 2))
-    out["dynamic_image_mse"] = di_weight * _masked_mean(err, mask)
+    out["dynamic_image_mse"] = di_weight * common.masked_mean(err, mask)
   if rank_weight:
     apex = batch.get("apex_index") if rank_use_apex else None
-    out["rank"] = rank_weight * ranking_loss(
+    out["rank"] = rank_weight * rank_pooling.ranking_loss(
         aux["rank_scores"], apex, mask, margin=rank_margin, window=rank_window)
   return out

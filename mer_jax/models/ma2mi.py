@@ -35,7 +35,6 @@ Choices not fixed by the paper (documented here):
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -43,40 +42,27 @@ import jax.numpy as jnp
 
 from mer_jax.models import miacnet
 
+# A pretraining model: built and trained by mer_jax/tasks/ma2mi_pretrain.py
+# (`models.get_model("ma2mi", task="ma2mi_pretrain", **config.model)`), not
+# by the MER trainer; see the contract in mer_jax/models/__init__.py.
+TASK = "ma2mi_pretrain"
 
-class Model(nn.Module):
+
+class Model(miacnet.Branches):
   """`(frame_t [B, H, W, C], diff [B, H, W, C]) -> (residual [B, H, W, C], aux)`.
 
   aux: `action`, `position` `[B, g, g, D]`, `latent` `[B, g, g, D]`.
-  The branch attributes mirror `miacnet.Model`'s (same names, same defaults).
+  The branch attributes are `miacnet.Branches` (shared with `miacnet.Model`).
   """
-  stem_width: int = 32
-  widths: Sequence[int] = (32, 64, 64)
-  strides: Sequence[int] = (1, 2, 2)
-  position_depth: int = 2
-  position_heads: int = 4
-  position_mlp_ratio: float = 4.0
-  position_input: str = "patch"
   predictor_width: int = 64
   decoder_width: int = 32
-
-  @nn.nowrap
-  def action_branch_module(self, name: str | None = "action_branch"):
-    """The action branch (also used unbound, as the EMA latent target)."""
-    return miacnet.ActionBranch(self.stem_width, tuple(self.widths),
-                                tuple(self.strides), name=name)
 
   @nn.compact
   def __call__(self, frame_t: jnp.ndarray, diff: jnp.ndarray, *, train: bool):
     b, h, w, c = frame_t.shape
     a, _ = self.action_branch_module()(diff, train=train)
     g = a.shape[1]
-    p = miacnet.PositionBranch(dim=self.widths[-1], grid=g,
-                               depth=self.position_depth,
-                               num_heads=self.position_heads,
-                               mlp_ratio=self.position_mlp_ratio,
-                               input_mode=self.position_input,
-                               name="position_branch")(frame_t)
+    p = self.position_branch_module(g)(frame_t)
     z = nn.Dense(self.predictor_width, name="predictor_in")(
         jnp.concatenate([a, p], axis=-1))
     y = nn.gelu(nn.Conv(self.predictor_width, (3, 3), padding=1,

@@ -301,7 +301,38 @@ def _take(frames, idx):  # [B, T, ...], [B] -> [B, ...]
       frames, idx.reshape((-1, 1) + (1,) * (frames.ndim - 2)), axis=1)[:, 0]
 
 
-class Model(nn.Module):
+class Branches(nn.Module, kw_only=True):
+  """The two branches' settings, shared with `mer_jax.models.ma2mi.Model`.
+
+  Both models build `action_branch` and `position_branch` from these fields
+  (same names, same defaults), so MA2MI-pretrained parameters transfer.
+  """
+  stem_width: int = 32
+  widths: Sequence[int] = (32, 64, 64)
+  strides: Sequence[int] = (1, 2, 2)
+  position_depth: int = 2
+  position_heads: int = 4
+  position_mlp_ratio: float = 4.0
+  position_input: str = "patch"
+
+  @nn.nowrap
+  def action_branch_module(self, name: str | None = "action_branch"):
+    """The action branch (also used unbound, as MA2MI's EMA latent target)."""
+    return ActionBranch(self.stem_width, tuple(self.widths),
+                        tuple(self.strides), name=name)
+
+  @nn.nowrap
+  def position_branch_module(self, grid: int):
+    """The position branch, on the action branch's `grid` x `grid` cells."""
+    return PositionBranch(dim=self.widths[-1], grid=grid,
+                          depth=self.position_depth,
+                          num_heads=self.position_heads,
+                          mlp_ratio=self.position_mlp_ratio,
+                          input_mode=self.position_input,
+                          name="position_branch")
+
+
+class Model(Branches):
   """MIACNet; `frames [B, T, H, W, C]` -> `(logits [B, num_classes], aux)`.
 
   aux: `action` and `position` features `[B, g, g, D]`, `attention`
@@ -311,13 +342,6 @@ class Model(nn.Module):
   `apex="annotated"`, ignored otherwise.
   """
   num_classes: int
-  stem_width: int = 32
-  widths: Sequence[int] = (32, 64, 64)
-  strides: Sequence[int] = (1, 2, 2)
-  position_depth: int = 2
-  position_heads: int = 4
-  position_mlp_ratio: float = 4.0
-  position_input: str = "patch"
   fusion: str = "sum"  # sum | gated
   dropout: float = 0.5
   apex: str = "annotated"  # annotated | detrended | motion | middle
@@ -350,14 +374,8 @@ class Model(nn.Module):
       fallback = jnp.asarray(apex_index).reshape(b) < 0
     onset = frames[:, 0]  # the position branch's only input
     diff = _take(frames, apex_idx) - _take(frames, onset_idx)
-    a, attention = ActionBranch(self.stem_width, tuple(self.widths),
-                                tuple(self.strides), name="action_branch")(
-                                    diff, train=train)
-    p = PositionBranch(dim=self.widths[-1], grid=a.shape[1],
-                       depth=self.position_depth, num_heads=self.position_heads,
-                       mlp_ratio=self.position_mlp_ratio,
-                       input_mode=self.position_input,
-                       name="position_branch")(onset)
+    a, attention = self.action_branch_module()(diff, train=train)
+    p = self.position_branch_module(a.shape[1])(onset)
     if not self.use_position:
       p = jnp.zeros_like(p)
     if self.fusion == "sum":

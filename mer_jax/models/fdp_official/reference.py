@@ -1,4 +1,4 @@
-"""Checks `mer_jax.models.fdp_official` against official-PyTorch reference vectors.
+"""Checks `fdp_official` against the official-PyTorch reference vectors.
 
 The reference format is the one of `make_ref.py` (FDP reference README): torch
 state_dict entries under their own names, plus `in/*`, `target/*`, `out/*`,
@@ -23,6 +23,7 @@ import optax
 
 from mer_jax.data import dynamic_image as di_lib
 from mer_jax.models import fdp_official as fdp
+from mer_jax.models.fdp_official import torch_layers
 
 RTOL, ATOL = 1e-4, 1e-6
 # Gradients that are mathematically zero (a bias feeding a train-mode
@@ -188,7 +189,7 @@ def _check_pool_indices(res: _Results, prefix: str, ref, inter):
     hook = f"{prefix}hook/dyimg_net.{bn}"
     if not (_has(ref, key) and _has(ref, hook)):
       continue
-    ours = fdp.pool_indices_to_torch(
+    ours = torch_layers.pool_indices_to_torch(
         inter["dyimg_net"][f"segnet_pool{k}_argmax"][0])
     act = np.maximum(np.asarray(ref[hook]), 0.0)  # (B, C, H, W)
     n, c, h, w = act.shape
