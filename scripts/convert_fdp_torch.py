@@ -24,6 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mer_jax import checkpoints  # noqa: E402
@@ -66,8 +67,7 @@ def main(argv=None) -> int:
   checkpoints.save_model(args.out, variables, {
       "model_name": "fdp_official", "num_classes": config["num_classes"],
       "model": {k: v for k, v in config.items() if k != "num_classes"}})
-  n = sum(int(np.size(v)) for v in
-          fdp_official._flatten(variables["params"]).values())  # pylint: disable=protected-access
+  n = sum(int(np.size(v)) for v in jax.tree.leaves(variables["params"]))
   print(json.dumps({"out": os.path.abspath(args.out), "n_params": n,
                     "config": {k: list(v) if isinstance(v, tuple) else v
                                for k, v in config.items()}}))
