@@ -106,11 +106,11 @@ def find_checkpoint_dir(path: str, fold: str | None = None) -> str:
     raise CheckpointError(
         f"{path} is a run with {len(folds)} folds (one model per left-out "
         "subject); choose one with fold=... (--fold): " + ", ".join(folds))
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
-  for key in (fold, train.fold_dirname(fold)):
+  from mer_jax.training.loso import fold_dirname  # pylint: disable=g-import-not-at-top
+  for key in (fold, fold_dirname(fold)):
     if key in folds:
       return folds[key]
-  matches = [n for n in folds if n.endswith("__" + train.fold_dirname(fold))]
+  matches = [n for n in folds if n.endswith("__" + fold_dirname(fold))]
   if len(matches) == 1:
     return folds[matches[0]]
   raise CheckpointError(f"No fold {fold!r} in {path}"

@@ -18,7 +18,8 @@ sys.path.insert(0, ROOT)
 from configs import ma2mi_synthetic  # noqa: E402
 from configs import miacnet_synthetic  # noqa: E402
 from mer_jax import checkpoints  # noqa: E402
-from mer_jax import train  # noqa: E402
+from mer_jax.training import state as train_state  # noqa: E402
+from mer_jax.training import steps as train_steps  # noqa: E402
 from mer_jax.models import ma2mi  # noqa: E402
 from mer_jax.models import miacnet  # noqa: E402
 from mer_jax.tasks import ma2mi_pretrain  # noqa: E402
@@ -141,7 +142,7 @@ def test_annotated_apex_mode_and_fallback(tiny_miacnet):
   on, ap = miacnet.select_onset_apex(f, apex="annotated", apex_topk=1,
                                      onset_jitter=0, rng=None)
   assert ap.tolist() == [4, 4, 4]
-  eval_step = jax.jit(train.make_eval_step(model))
+  eval_step = jax.jit(train_steps.make_eval_step(model))
   probs = [eval_step(variables["params"], variables["batch_stats"],
                      {"frames": x, "apex_index": jnp.array([a, a], jnp.int32)})
            for a in (1, 3)]
@@ -169,8 +170,9 @@ def test_gradient_flow_to_both_branches(tiny_miacnet):
 
 
 # The tiny pretraining of these tests; the last log step (7) is not a multiple
-# of log_every, and the resume test checkpoints between log steps.
-PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2,
+# of log_every, and the resume test checkpoints between log steps. One device:
+# its batch of 4 does not split over the session's 8 (test_pretrain_uses_every_device).
+PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2, "mesh.data": 1,
                       "pretrain.latent_weight": 0.5}  # the EMA latent path too
 
 
@@ -210,14 +212,8 @@ def test_pretrain_loss_decreases(pretrain_run):
   batch = next(ma2mi_pretrain.batches(clips, config, settings, seed=0))
   model = ma2mi.Model(**config.model.to_dict())
   config.schedule.name = "constant"
-  tx = train.make_optimizer(config)
-  shape = (1, config.input.size, config.input.size, 3)
-  v = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros(shape),
-                 jnp.zeros(shape), train=False)
-  state = ma2mi_pretrain.PretrainState(
-      step=jnp.zeros((), jnp.int32), params=v["params"],
-      batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]),
-      ema_action=v["params"]["action_branch"])
+  tx = train_state.make_optimizer(config)
+  state = ma2mi_pretrain.create_state(model, tx, config, jax.random.PRNGKey(0))
   step = jax.jit(ma2mi_pretrain.make_train_step(model, tx, settings))
   losses = []
   for _ in range(25):  # one fixed batch: the loss must go down
@@ -242,7 +238,7 @@ def test_partial_restore_from_pretraining(pretrain_run, tiny_miacnet):
       merged["position_branch"]["pos_embed"], loaded["position_branch"]["pos_embed"])
   # The trainer's path (config.init_from): branches loaded, head fresh.
   cfg.input.num_frames = 4
-  state = train.create_train_state(model, train.make_optimizer(cfg), cfg,
+  state = train_state.create_train_state(model, train_state.make_optimizer(cfg), cfg,
                                    jax.random.PRNGKey(0), init_params=loaded)
   np.testing.assert_array_equal(
       np.asarray(state.params["action_branch"]["stem_conv"]["kernel"]),

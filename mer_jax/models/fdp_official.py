@@ -1013,3 +1013,10 @@ def restore_checkpoint(ckpt_dir: str) -> tuple[dict, dict[str, Any]]:
   with ocp.StandardCheckpointer() as ckptr:
     variables = ckptr.restore(os.path.join(ckpt_dir, VARIABLES_DIR), target)
   return variables, config
+
+
+def preview(aux: Mapping[str, Array], batch: Mapping[str, Array]
+            ) -> tuple[Array, Array | None]:
+  """The trainer's per-clip picture: (constructed dynamic image [B, H, W] in
+  [0, 1], its target `batch["dynamic_image"]` [B, H, W] or None)."""
+  return aux["dynamic_image"], batch.get("dynamic_image")

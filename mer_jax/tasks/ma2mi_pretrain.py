@@ -79,8 +79,12 @@ import orbax.checkpoint as ocp
 from mer_jax import checkpoints
 from mer_jax import metric_writer
 from mer_jax import models
+from mer_jax import plots
 from mer_jax.data import pipeline
 from mer_jax.data import sources
+from mer_jax.training import loop
+from mer_jax.training import sharding
+from mer_jax.training import state as state_lib
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +247,20 @@ class PretrainState:
   ema_action: Any  # EMA copy of params["action_branch"] (latent target)
 
 
+def create_state(model, tx, config: ml_collections.ConfigDict,
+                 rng: jax.Array) -> PretrainState:
+  """Fresh state from `rng`: the model initialised on `[1, H, W, C]` frames."""
+  b, _, h, w, c = state_lib.input_shape(config)
+  shape = (b, h, w, c)
+  variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
+                         train=False)
+  params = variables["params"]
+  return PretrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=variables["batch_stats"],
+                       opt_state=tx.init(params),
+                       ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
+
+
 def _layer_norm(x, eps=1e-6):
   x = x.astype(jnp.float32)
   mu = x.mean(-1, keepdims=True)
@@ -292,50 +310,6 @@ def make_train_step(model, tx, settings: dict[str, Any]):
     return new, metrics, residual
 
   return train_step
-
-
-def _to_uint8(x: np.ndarray, mean: float, std: float) -> np.ndarray:
-  x = (np.asarray(x, np.float32) * std + mean) * 255.0
-  x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-  return np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
-
-
-def image_grid(batch: dict[str, np.ndarray], residual: np.ndarray,
-               config: ml_collections.ConfigDict, n: int) -> np.ndarray:
-  """uint8 `[n*H, 5*W, 3]`: I[t] | true future | predicted | true change | predicted change.
-
-  Changes are shown at a common gain (mid grey = no change), per row.
-  """
-  mean, std = config.input.mean, config.input.std
-  rows = []
-  for i in range(min(n, len(residual))):
-    t, fut = batch["frame_t"][i], batch["frame_future"][i]
-    change, pred = fut - t, np.asarray(residual[i])
-    gain = 0.5 / max(float(np.abs(change).max()), 1e-6)
-    show = lambda d: np.clip(np.rint((0.5 + gain * d) * 255), 0, 255).astype(np.uint8)
-    ch = lambda d: np.repeat(show(d), 3, -1) if d.shape[-1] == 1 else show(d)
-    rows.append(np.concatenate([
-        _to_uint8(t, mean, std), _to_uint8(fut, mean, std),
-        _to_uint8(t + pred, mean, std), ch(change), ch(pred)], axis=1))
-  return np.concatenate(rows, axis=0)
-
-
-def plot_losses(history: list[dict[str, float]], path: str) -> None:
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=(6, 4))  # no pyplot: the caller's backend is kept
-  FigureCanvasAgg(fig)
-  ax = fig.subplots()
-  steps = [h["step"] for h in history]
-  for key in sorted(k for k in history[0] if k.startswith("loss")):
-    ax.plot(steps, [h[key] for h in history], label=key)
-  ax.axhline(1.0, color="grey", lw=0.5, ls="--")
-  ax.set_xlabel("step")
-  ax.set_ylabel("loss (pixel: 1 = predicting no change)")
-  ax.set_title("MA2MI pretraining")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
 
 
 def save_branches(params: Any, path: str) -> None:
@@ -396,10 +370,12 @@ def _checkpoint_log(history: list[dict[str, float]],
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Pretrains (or resumes) and saves the branches; returns the final metrics.
 
-  The result holds `history` (one entry per logged step), `seconds` (this
-  invocation), `pretrained` (the exported directory), `resumed_from` (the
-  restored checkpoint step: 0 for a fresh run, num_steps when the run had
-  already finished) and `already_done`.
+  Sharded as MER training is (`training.sharding`: the batch split over every
+  device of `config.mesh`, parameters replicated or FSDP-split) and run by
+  the same step loop (`training.loop`). The result holds `history` (one
+  entry per logged step), `seconds` (this invocation), `pretrained` (the
+  exported directory), `resumed_from` (the restored checkpoint step: 0 for a
+  fresh run, num_steps when the run had already finished) and `already_done`.
   """
   settings = pretrain_settings(config)
   workdir = os.path.abspath(workdir)
@@ -412,19 +388,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   log.info("MA2MI pretraining on %d %s clips (%.0fs to load)", len(clips),
            settings["source"], time.time() - t0)
 
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  sharder = sharding.make_sharder(config, batch_sizes=("batch_size",))
   model = models.get_module(config.model_name).Model(**config.model.to_dict())
-  tx = train.make_optimizer(config)
-  schedule = train.make_schedule(config)
+  tx = state_lib.make_optimizer(config)
+  schedule = state_lib.make_schedule(config)
   rng = jax.random.PRNGKey(config.seed)
-  shape = (1, config.input.size, config.input.size, config.input.channels)
-  variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
-                         train=False)
-  params = variables["params"]
-  state = PretrainState(step=jnp.zeros((), jnp.int32), params=params,
-                        batch_stats=variables["batch_stats"],
-                        opt_state=tx.init(params),
-                        ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
+  state = create_state(model, tx, config, rng)
+  state_sharding = sharder.tree(state)
+  state = jax.device_put(state, state_sharding)
 
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
@@ -456,44 +427,58 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     state = restored["state"]
     history = list(restored["log"]["history"])
     # float32, as fetched from the device: the averages match bit for bit.
-    pending = [{k: np.float32(v) for k, v in m.items()}
-               for m in restored["log"]["pending"]]
+    restored_pending = restored["log"]["pending"]
+    pending = [(start - len(restored_pending) + 1 + i,
+                {k: np.float32(v) for k, v in m.items()})
+               for i, m in enumerate(restored_pending)]
     log.info("MA2MI pretraining resumed from step %d of %d", start,
              config.num_steps)
 
-  step_fn = jax.jit(make_train_step(model, tx, settings), donate_argnums=(0,))
+  step_fn = jax.jit(make_train_step(model, tx, settings),
+                    in_shardings=(state_sharding, sharder.data, sharder.replicated),
+                    out_shardings=(state_sharding, sharder.replicated, sharder.data),
+                    donate_argnums=(0,))
   writer = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "pretrain"))
   if start:
     writer.restart(start + 1)
-  data = batches(clips, config, settings, seed=config.seed, start_step=start)
-  for step in range(start, config.num_steps):
-    batch = next(data)
-    state, metrics, residual = step_fn(state, batch, rng)
-    pending.append(metrics)
-    done = step + 1
-    if done % config.log_every == 0 or done == config.num_steps:
-      host = jax.device_get(pending)
-      pending = []
-      avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-      if not np.isfinite(avg["loss"]):
-        raise FloatingPointError(f"Non-finite MA2MI loss at step {done}; lower "
-                                 "config.schedule.lr.")
-      history.append({"step": done, **avg})
-      writer.scalars(done, {**{f"pretrain/{k}": v for k, v in avg.items()},
-                            "pretrain/lr": float(schedule(step))})
-      log.info("MA2MI step %d/%d: %s", done, config.num_steps,
-               " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+
+  def log_fn(host_pending):
+    done = host_pending[-1][0]
+    avg = {k: float(np.mean([m[k] for _, m in host_pending]))
+           for k in host_pending[0][1]}
+    history.append({"step": done, **avg})
+    writer.scalars(done, {**{f"pretrain/{k}": v for k, v in avg.items()},
+                          "pretrain/lr": float(schedule(done - 1))})
+    log.info("MA2MI step %d/%d: %s", done, config.num_steps,
+             " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+    return {"loss": f"{avg['loss']:.4f}"}
+
+  def after_step(done, state, batch, outputs):
     if (settings["image_every"] and done % settings["image_every"] == 0) or \
         done == config.num_steps:
+      host = {k: sharder.fetch(v) for k, v in batch.items()}
       writer.image(done, "pretrain/t_future_pred_change_predchange",
-                   image_grid(batch, jax.device_get(residual), config,
-                              settings["num_images"]))
+                   plots.future_frames_grid(host, sharder.fetch(outputs[0]),
+                                            config.input.mean, config.input.std,
+                                            settings["num_images"]))
     if done % config.checkpoint_every == 0 or done == config.num_steps:
-      pending = jax.device_get(pending)
+      pending[:] = zip([s for s, _ in pending],
+                       jax.device_get([m for _, m in pending]))
       writer.flush()  # the events up to a checkpoint survive a kill
       mngr.save(done, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
-          log=ocp.args.JsonSave(_checkpoint_log(history, pending))))
+          log=ocp.args.JsonSave(_checkpoint_log(history, [m for _, m in pending]))))
+
+  # Every process draws the same global batch (seeded); each feeds its slice.
+  state = loop.train_loop(
+      lambda s, b: step_fn(s, b, rng), state,
+      (sharder.put_batch(b) for b in batches(clips, config, settings,
+                                             seed=config.seed, start_step=start)),
+      start=start, num_steps=config.num_steps, log_every=config.log_every,
+      log_fn=log_fn, after_step=after_step,
+      on_stop=lambda: loop.close_quietly([mngr], [writer]),
+      names=["MA2MI pretraining"], checkpoint_dirs=[ckpt_dir], pending=pending,
+      desc="MA2MI pretraining", progress=config.progress)
   mngr.wait_until_finished()
   mngr.close()
   writer.close()
@@ -505,7 +490,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if jax.process_index() == 0:
     checkpoints.write_json(os.path.join(workdir, "loss_history.json"), history)
     if history:
-      plot_losses(history, os.path.join(workdir, "loss_curve.png"))
+      plots.plot_losses(history, os.path.join(workdir, "loss_curve.png"))
   result = {"history": history, "seconds": time.time() - t0,
             "pretrained": pretrained, "resumed_from": start,
             "already_done": False}
