@@ -2,6 +2,7 @@
 loss, transfer through an orbax checkpoint, gradient flow, pretraining resumed
 after a kill (tiny variants)."""
 
+import contextlib
 import os
 import sys
 
@@ -170,9 +171,9 @@ def test_gradient_flow_to_both_branches(tiny_miacnet):
 
 
 # The tiny pretraining of these tests; the last log step (7) is not a multiple
-# of log_every, and the resume test checkpoints between log steps. One device:
-# its batch of 4 does not split over the session's 8 (test_pretrain_uses_every_device).
-PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2, "mesh.data": 1,
+# of log_every, and the resume test checkpoints between log steps. A batch of 8:
+# split over the session's 8 devices (test_pretrain_uses_every_device).
+PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2, "input.batch_size": 8,
                       "pretrain.latent_weight": 0.5}  # the EMA latent path too
 
 
@@ -188,8 +189,38 @@ def _pretrain_config(data_dir, **overrides):
 def pretrain_run(tmp_path_factory, data_dir):
   config = _pretrain_config(data_dir)
   workdir = str(tmp_path_factory.mktemp("ma2mi"))
-  result = ma2mi_pretrain.run(config, workdir)
+  with _devices_per_batch() as seen:
+    result = ma2mi_pretrain.run(config, workdir)
+  PRETRAIN_DEVICES.extend(seen)
   return config, workdir, result
+
+
+# Devices each batch of the module's pretraining was split over.
+PRETRAIN_DEVICES = []
+
+
+@contextlib.contextmanager
+def _devices_per_batch():
+  """Records, per batch put on the mesh, the devices of its arrays."""
+  from mer_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  put, seen = sharding.Sharder.put_batch, []
+
+  def spy(self, batch, **kwargs):
+    out = put(self, batch, **kwargs)
+    seen.append({k: len(v.sharding.device_set) for k, v in out.items()})
+    return out
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(sharding.Sharder, "put_batch", spy)
+    yield seen
+
+
+def test_pretrain_uses_every_device(pretrain_run):
+  """Sharded as MER training is: each batch split over all 8 devices."""
+  del pretrain_run
+  assert jax.device_count() == 8
+  assert len(PRETRAIN_DEVICES) == PRETRAIN_OVERRIDES["num_steps"]
+  assert all(set(d.values()) == {8} for d in PRETRAIN_DEVICES), PRETRAIN_DEVICES
 
 
 def test_pretrain_outputs(pretrain_run):
@@ -201,6 +232,7 @@ def test_pretrain_outputs(pretrain_run):
                "pretrain_done.json", "pretrain_checkpoints/7/state"):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.listdir(os.path.join(workdir, "tensorboard", "pretrain"))
+
 
 
 def test_pretrain_loss_decreases(pretrain_run):
