@@ -19,6 +19,7 @@ sys.path.insert(0, ROOT)
 from configs import ma2mi_synthetic  # noqa: E402
 from configs import miacnet_synthetic  # noqa: E402
 from mer_jax import checkpoints  # noqa: E402
+from mer_jax.data import macro_pairs  # noqa: E402
 from mer_jax.training import state as train_state  # noqa: E402
 from mer_jax.training import steps as train_steps  # noqa: E402
 from mer_jax.models import ma2mi  # noqa: E402
@@ -240,8 +241,8 @@ def test_pretrain_loss_decreases(pretrain_run):
   config, _, _ = pretrain_run
   settings = ma2mi_pretrain.pretrain_settings(config)
   settings["latent_weight"] = 0.0
-  clips = ma2mi_pretrain.load_clips(config, settings)
-  batch = next(ma2mi_pretrain.batches(clips, config, settings, seed=0))
+  clips = macro_pairs.load_clips(config, settings)
+  batch = next(macro_pairs.batches(clips, config, settings, seed=0))
   model = ma2mi.Model(**config.model.to_dict())
   config.schedule.name = "constant"
   tx = train_state.make_optimizer(config)
@@ -288,11 +289,12 @@ _KILLED_PRETRAINING = r"""
 import json, os, signal, sys, time
 sys.path.insert(0, os.getcwd())
 from configs import ma2mi_synthetic
+from mer_jax.data import macro_pairs
 from mer_jax.tasks import ma2mi_pretrain as m
 workdir, overrides, kill_after = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 config = ma2mi_synthetic.get_config("tiny")
 config.update_from_flattened_dict(overrides)
-stream = m.batches
+stream = macro_pairs.batches
 def batches(*args, **kwargs):
   for i, batch in enumerate(stream(*args, **kwargs)):
     if i == kill_after:
@@ -301,7 +303,7 @@ def batches(*args, **kwargs):
         time.sleep(0.01)
       os.kill(os.getpid(), signal.SIGKILL)
     yield batch
-m.batches = batches
+macro_pairs.batches = batches
 m.run(config, workdir)
 """
 
