@@ -105,32 +105,3 @@ def per_dataset(folds: Sequence[dict[str, Any]],
     out[name] = {**scores_from_confusion(cm), "subjects": len(subjects),
                  "confusion": cm.tolist()}
   return out
-
-
-def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
-                   title: str) -> None:
-  """Writes a row-normalised confusion matrix with counts as a PNG."""
-  # A bare Figure on an Agg canvas: no pyplot, so the caller's matplotlib
-  # backend (e.g. inline plots in a notebook) is left alone.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  cm = np.asarray(cm)
-  rows = cm.sum(axis=1, keepdims=True)
-  frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
-  k = len(class_names)
-  fig = Figure(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
-  FigureCanvasAgg(fig)
-  ax = fig.subplots()
-  im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-  ax.set_xticks(range(k), class_names, rotation=45, ha="right")
-  ax.set_yticks(range(k), class_names)
-  ax.set_xlabel("predicted")
-  ax.set_ylabel("true")
-  for i in range(k):
-    for j in range(k):
-      ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
-              color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
-  ax.set_title(title, fontsize=9)
-  fig.colorbar(im, ax=ax, fraction=0.046, label="row fraction (recall)")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)

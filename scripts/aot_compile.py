@@ -6,9 +6,9 @@ r"""Compiles a config's train and eval steps for a TPU topology, without a TPU.
       --topology v5e:2x2 --json aot.json [--config.key=value ...]
 
 The same config flags and overrides as `scripts/main.py`, and the same code
-path: `train.make_sharder` (mesh, batch checks) and `train.build_steps`
+path: `sharding.make_sharder` (mesh, batch checks) and `steps.build_steps`
 (model, optimizer, state shardings, jitted steps) are what
-`train.train_and_evaluate` runs; only the devices differ (those of
+`loso.train_and_evaluate` runs; only the devices differ (those of
 `jax.experimental.topologies.get_topology_desc`) and the inputs are
 `jax.ShapeDtypeStruct`s. The real TPU compiler (libtpu) compiles them.
 
@@ -218,14 +218,14 @@ def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
 
 def compile_config(config, topology: str, num_classes: int = 0,
                    largest: int = 4) -> dict[str, Any]:
-  """Builds everything as `train.train_and_evaluate` would and compiles it."""
+  """Builds everything as `loso.train_and_evaluate` would and compiles it."""
   from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import sharding, steps as steps_lib  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   devices, spec = topology_devices(topology)
   try:
-    sharder = train.make_sharder(config, devices)
-    steps = train.build_steps(config, num_classes_of(config, num_classes), sharder)
+    sharder = sharding.make_sharder(config, devices)
+    steps = steps_lib.build_steps(config, num_classes_of(config, num_classes), sharder)
   except ValueError as e:
     raise AotError(f"{e} (topology {topology}: {len(devices)} devices)") from None
   state = abstract(steps.abstract_state, steps.state_sharding)

@@ -27,7 +27,7 @@ and written with `--json OUT` as
     `--config` (decode, temporal sampling, augmentation, batching) against
     the clips/s one train step consumes.
   checkpoint_cost (only when named): trains the first LOSO fold of
-    `--config` through `train.train_and_evaluate` and reports the wall time
+    `--config` through `loso.train_and_evaluate` and reports the wall time
     spent blocked in orbax saves (`CheckpointManager.save` and
     `wait_until_finished`) against the fold's wall time, for the config's
     `checkpoint_every`.
@@ -294,7 +294,8 @@ def bench_fdp_train_step(batch: int, width: str, steps: int, warmup: int,
 def _loso_setup(config):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from mer_jax import models, train  # pylint: disable=g-import-not-at-top
+  from mer_jax import models  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import state as state_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
   from mer_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   corpus = sources.load_corpus(list(config.input.datasets),
                                config.input.data_dir or None,
@@ -303,13 +304,13 @@ def _loso_setup(config):
                               config.input.batch_size, seed=0)
   model = models.get_model(config.model_name, len(corpus.class_names),
                            **config.model.to_dict())
-  tx = train.make_optimizer(config)
+  tx = state_lib.make_optimizer(config)
   aux = getattr(models.get_module(config.model_name), "aux_losses", None)
-  step = train.make_train_step(model, tx, aux, config.aux_loss.to_dict())
+  step = steps_lib.make_train_step(model, tx, aux, config.aux_loss.to_dict())
   batch = {k: jnp.asarray(v) for k, v in next(it).items()}
 
   def states(k):
-    return [train.create_train_state(model, tx, config, jax.random.key(i))
+    return [state_lib.create_train_state(model, tx, config, jax.random.key(i))
             for i in range(k)]
   return it, step, batch, states
 
@@ -363,7 +364,7 @@ def bench_checkpoint_cost(config) -> dict[str, Any]:
   """Share of one fold's wall time spent blocked in checkpoint saves."""
   import tempfile  # pylint: disable=g-import-not-at-top
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   if not config.protocol.folds:
     corpus = sources.load_corpus(list(config.input.datasets),
@@ -389,7 +390,7 @@ def bench_checkpoint_cost(config) -> dict[str, Any]:
   try:
     with tempfile.TemporaryDirectory() as workdir:
       t0 = time.perf_counter()
-      train.train_and_evaluate(config, workdir)
+      loso.train_and_evaluate(config, workdir)
       wall = time.perf_counter() - t0
   finally:
     for n, f in originals.items():

@@ -87,8 +87,8 @@ def _run():
   if FLAGS.overwrite and jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices("mer_jax_overwrite")
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
-  train.run(FLAGS.config, FLAGS.workdir)
+  from mer_jax import tasks  # pylint: disable=g-import-not-at-top
+  tasks.run(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -293,11 +293,11 @@ def _print_skipped(skipped: list) -> None:
 
 def write_outputs(groups: list[dict], table: list[dict], out_dir: str,
                   skipped: list = ()) -> None:
-  from mer_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from mer_jax import plots  # pylint: disable=g-import-not-at-top
   os.makedirs(out_dir, exist_ok=True)
   for g in groups:
     png = os.path.join(out_dir, f"confusion_{_slug(g)}.png")
-    evaluation.plot_confusion(
+    plots.plot_confusion(
         np.array(g["confusion"]), g["class_names"], png,
         f"{g['model']} on {g['dataset']}, {g['protocol']} ({g['selection']}), "
         f"{len(g['seeds'])} seed(s) summed\nUF1 {_pm(g['uf1'])}  UAR {_pm(g['uar'])}")

@@ -85,7 +85,7 @@ def _check(results, workdir, class_names, subject):
     ("fdp_casme_sq", "4class,tiny")])
 def test_train_through_each_corpus_config(built, tmp_path, module, arg):
   """configs/fdp_<corpus>.py trains on its built fixture corpus, unedited."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config(module, arg)
   (dataset,) = c.input.datasets
@@ -96,7 +96,7 @@ def test_train_through_each_corpus_config(built, tmp_path, module, arg):
   c = _config(module, arg, **{
       "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,)})
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = loso.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), fixture.class_names, fold)
 
 
@@ -107,7 +107,7 @@ def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
                                                            matmul_dtype):
   """configs/fdp_official_*.py: the released model, official label order
   (SAMM runs with bfloat16 products, the README's faster setting)."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config(module, "tiny")
   (dataset,) = c.input.datasets
@@ -126,20 +126,21 @@ def test_official_fdp_configs_use_the_official_class_order(built, tmp_path,
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,),
       "model.matmul_dtype": matmul_dtype,
       "model.im2col_max_pixels": 1024 if matmul_dtype == "bfloat16" else 4})
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = loso.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), c.input.class_order, fold)
 
 
 def test_ma2mi_on_ck_plus_then_miacnet_on_casme2_and_samm(built, tmp_path):
   """configs/ma2mi_ck_plus.py pretrains on the CK+ fixture (macro, labels
   unused); configs/miacnet_{casme2,samm}.py start from it (init_from)."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
+  from mer_jax import tasks  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   pt_dir = str(tmp_path / "ma2mi")
   c = _config("ma2mi_ck_plus", "tiny", **{
       "input.data_dir": built, "input.auto_build": False, "num_steps": 3,
       "log_every": 1, "checkpoint_every": 3})
-  train.run(c, pt_dir)
+  tasks.run(c, pt_dir)
   pretrained = os.path.join(pt_dir, "pretrained")
   assert os.path.isdir(pretrained)
   for module, dataset in (("miacnet_casme2", "casme2/5class_112"),
@@ -152,7 +153,7 @@ def test_ma2mi_on_ck_plus_then_miacnet_on_casme2_and_samm(built, tmp_path):
         "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
         "log_every": 1, "checkpoint_every": 2, "protocol.folds": (fold,),
         "init_from": pretrained})
-    results = train.train_and_evaluate(c, workdir)
+    results = loso.train_and_evaluate(c, workdir)
     _check(results, workdir, fixture.class_names, fold)
 
 
@@ -166,16 +167,16 @@ def test_class_order_must_be_a_permutation(built):
 
 def test_single_subject_corpus_is_a_clear_error(built, tmp_path):
   """CAS(ME)^2 3-class on the fixture: one subject, which LOSO cannot split."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = _config("fdp_casme_sq", "3class,tiny", **{
       "input.data_dir": built, "input.auto_build": False})
   with pytest.raises(sources.DatasetError, match="LOSO needs >= 2 subjects"):
-    train.train_and_evaluate(c, str(tmp_path))
+    loso.train_and_evaluate(c, str(tmp_path))
 
 
 def test_megc2019_composite_loso_over_all_corpora(built, tmp_path, capsys):
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   from mer_jax.data import sources  # pylint: disable=g-import-not-at-top
   c = sources.load_corpus(list(MEGC2019), built, auto_build=False,
                           show_progress=False)
@@ -186,7 +187,7 @@ def test_megc2019_composite_loso_over_all_corpora(built, tmp_path, capsys):
                                "samm/006", "samm/007", "samm/011",
                                "smic/s1", "smic/s2", "smic/s3"])
   assert c.excluded == 0
-  results = train.train_and_evaluate(_tiny(MEGC2019, built, "smic/s2"),
+  results = loso.train_and_evaluate(_tiny(MEGC2019, built, "smic/s2"),
                                      str(tmp_path))
   _check(results, str(tmp_path), labels.MEGC_3CLASS_NAMES, "smic/s2")
   # MEGC reports each dataset as well as the composite: results.json and
@@ -203,11 +204,11 @@ def test_fdp_composite_config_on_built_corpora(built, tmp_path):
   """configs/fdp_composite.py:tiny names the three real 3class_112 datasets."""
   if not os.path.exists(os.path.join(ROOT, "configs", "fdp_composite.py")):
     pytest.skip("configs/fdp_composite.py not there")
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   c = _config("fdp_composite", "tiny", **{
       "input.data_dir": built, "input.auto_build": False, "num_steps": 2,
       "log_every": 1, "checkpoint_every": 2, "protocol.eval_every": 2,
       "protocol.folds": ("casme2/sub01",)})
   assert tuple(c.input.datasets) == MEGC2019
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = loso.train_and_evaluate(c, str(tmp_path))
   _check(results, str(tmp_path), labels.MEGC_3CLASS_NAMES, "casme2/sub01")

@@ -160,14 +160,14 @@ def test_fdp_mmew_tiny_trains_on_the_built_fixture(built, tmp_path):
   `:3class` (3 classes, like the other corpora's tiny e2e runs in
   test_corpora_e2e, so the suite compiles the FDP steps once).
   """
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   _, data_dir, _ = built
   assert _config("fdp_mmew", "tiny").input.datasets == ("mmew/7class_112",)
   c = _config("fdp_mmew", "3class,tiny", **{
       "input.data_dir": data_dir, "input.auto_build": False, "num_steps": 2,
       "log_every": 1, "checkpoint_every": 2, "protocol.folds": ("mmew/S01",)})
   assert tuple(c.input.datasets) == ("mmew/3class_112",)
-  results = train.train_and_evaluate(c, str(tmp_path))
+  results = loso.train_and_evaluate(c, str(tmp_path))
   assert list(results["class_names"]) == list(labels.MEGC_3CLASS_NAMES)
   (fold,) = results["per_fold"]
   # S01's happiness and surprise clips; its 'others' clip is outside 3class.
@@ -177,15 +177,15 @@ def test_fdp_mmew_tiny_trains_on_the_built_fixture(built, tmp_path):
 
 def test_ma2mi_pretrains_on_oulu_casia_and_refuses_mmew_images(built, tmp_path):
   """MA2MI reads oulu_casia sequences; MMEW's macro images give a clear error."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax import tasks  # pylint: disable=g-import-not-at-top
   _, data_dir, _ = built
   common = {"input.data_dir": data_dir, "input.auto_build": False,
             "num_steps": 2, "log_every": 1, "checkpoint_every": 2}
   c = _config("ma2mi_oulu_casia", "tiny", **common)
   assert tuple(c.input.datasets) == ("oulu_casia/6class_112",)
-  train.run(c, str(tmp_path / "oulu"))
+  tasks.run(c, str(tmp_path / "oulu"))
   assert os.path.isdir(tmp_path / "oulu" / "pretrained")
   c = _config("ma2mi_mmew", "tiny", **common)
   assert tuple(c.input.datasets) == ("mmew/macro_112",)
   with pytest.raises(ValueError, match="fewer than 3 frames.*one image per sample"):
-    train.run(c, str(tmp_path / "mmew"))
+    tasks.run(c, str(tmp_path / "mmew"))

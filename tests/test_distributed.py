@@ -34,10 +34,10 @@ def _tiny(data_dir, **kw):
 
 def test_one_and_eight_devices_agree(data_dir, tmp_path):
   import jax
-  from mer_jax import train
+  from mer_jax.training import loso
   assert jax.device_count() == 8
-  r1 = train.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 1}), str(tmp_path / "d1"))
-  r8 = train.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 8}), str(tmp_path / "d8"))
+  r1 = loso.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 1}), str(tmp_path / "d1"))
+  r8 = loso.train_and_evaluate(_tiny(data_dir, **{"mesh.data": 8}), str(tmp_path / "d8"))
   p1 = np.array(_fold_result(str(tmp_path / "d1"))["probs"])
   p8 = np.array(_fold_result(str(tmp_path / "d8"))["probs"])
   np.testing.assert_allclose(p1, p8, atol=2e-4)
@@ -96,11 +96,11 @@ def test_two_processes_match_one_process(data_dir, tmp_path):
 
 
 def test_fsdp_matches_data_parallel(data_dir, tmp_path):
-  from mer_jax import train
+  from mer_jax.training import loso
   dp = _tiny(data_dir, **{"mesh.fsdp": 1})
   fsdp = _tiny(data_dir, **{"mesh.fsdp": 4, "mesh.fsdp_min_size": 64})
-  train.train_and_evaluate(dp, str(tmp_path / "dp"))
-  train.train_and_evaluate(fsdp, str(tmp_path / "fsdp"))
+  loso.train_and_evaluate(dp, str(tmp_path / "dp"))
+  loso.train_and_evaluate(fsdp, str(tmp_path / "fsdp"))
   np.testing.assert_allclose(np.array(_fold_result(str(tmp_path / "dp"))["probs"]),
                              np.array(_fold_result(str(tmp_path / "fsdp"))["probs"]),
                              atol=2e-4)
@@ -108,9 +108,9 @@ def test_fsdp_matches_data_parallel(data_dir, tmp_path):
 
 def test_fsdp_rule_splits_large_leaves_only():
   import jax
-  from mer_jax import train
+  from mer_jax.training import sharding
   c = _tiny("/unused", **{"mesh.fsdp": 4})
-  sharder = train.Sharder(train.make_mesh(c), fsdp_min_size=1000)
+  sharder = sharding.Sharder(sharding.make_mesh(c), fsdp_min_size=1000)
   big = jax.ShapeDtypeStruct((6, 400), np.float32)
   small = jax.ShapeDtypeStruct((4, 4), np.float32)
   assert sharder.leaf(big).spec == jax.sharding.PartitionSpec(None, "fsdp")
@@ -126,21 +126,21 @@ def _all_probs(workdir):
 
 
 def test_fold_parallel_matches_sequential(data_dir, tmp_path):
-  from mer_jax import train
+  from mer_jax.training import loso
 
   def cfg(**kw):
     c = _tiny(data_dir, **kw)
     c.protocol.folds = ()
     return c
 
-  train.train_and_evaluate(cfg(), str(tmp_path / "seq"))
+  loso.train_and_evaluate(cfg(), str(tmp_path / "seq"))
   # 3 folds vmapped in one program; then 2 + 1 with the fold axis split
   # over 2 devices.
-  train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 3}), str(tmp_path / "k3"))
-  train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 2, "mesh.folds": 2}),
+  loso.train_and_evaluate(cfg(**{"protocol.parallel_folds": 3}), str(tmp_path / "k3"))
+  loso.train_and_evaluate(cfg(**{"protocol.parallel_folds": 2, "mesh.folds": 2}),
                            str(tmp_path / "k2"))
   # 3 folds in a group of 4 split over 4 devices: padded with a copy.
-  train.train_and_evaluate(cfg(**{"protocol.parallel_folds": 4, "mesh.folds": 4}),
+  loso.train_and_evaluate(cfg(**{"protocol.parallel_folds": 4, "mesh.folds": 4}),
                            str(tmp_path / "k4"))
   seq = _all_probs(str(tmp_path / "seq"))
   assert len(seq) == 3
@@ -152,7 +152,7 @@ def test_fold_parallel_matches_sequential(data_dir, tmp_path):
 
 
 def test_parallel_folds_must_split_over_mesh_folds(data_dir, tmp_path):
-  from mer_jax import train
+  from mer_jax.training import loso
   c = _tiny(data_dir, **{"protocol.parallel_folds": 3, "mesh.folds": 2})
   with pytest.raises(ValueError, match="multiple of config.mesh.folds"):
-    train.train_and_evaluate(c, str(tmp_path))
+    loso.train_and_evaluate(c, str(tmp_path))

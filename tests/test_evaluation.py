@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from mer_jax import evaluation
+from mer_jax import plots
 
 
 def test_scores_hand_computed():
@@ -55,20 +56,19 @@ def test_rejects_out_of_range():
 
 def test_confusion_png(tmp_path):
   p = tmp_path / "cm.png"
-  evaluation.plot_confusion(np.array([[3, 1], [0, 2]]), ["a", "b"], str(p), "t")
+  plots.plot_confusion(np.array([[3, 1], [0, 2]]), ["a", "b"], str(p), "t")
   assert p.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
   """Notebooks keep inline plots after training (no global matplotlib.use)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
-  from mer_jax import visualize  # pylint: disable=g-import-not-at-top
   before = matplotlib.get_backend()
   matplotlib.use("svg")
   try:
-    evaluation.plot_confusion(np.eye(2, dtype=int), ["a", "b"],
+    plots.plot_confusion(np.eye(2, dtype=int), ["a", "b"],
                               str(tmp_path / "cm.png"), "t")
-    img = visualize.dynamic_image_grid(
+    img = plots.dynamic_image_grid(
         np.zeros((1, 2, 8, 8, 1)), np.zeros((1, 8, 8)), np.ones((1, 8, 8)),
         labels=[0], pred_labels=[1], class_names=["a", "b"])
     assert img.dtype == np.uint8 and img.ndim == 3

@@ -23,12 +23,12 @@ SUBJECT = "synthetic_me/sub01"
 def run_dir(data_dir, tmp_path_factory):
   """The tiny config trained on one fold (6 steps, checkpoints at 3 and 6)."""
   from configs import baseline_synthetic  # pylint: disable=g-import-not-at-top
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   config = baseline_synthetic.get_config("tiny")
   config.input.data_dir = data_dir
   config.protocol.folds = (SUBJECT,)
   workdir = str(tmp_path_factory.mktemp("infer_run"))
-  train.train_and_evaluate(config, workdir)
+  loso.train_and_evaluate(config, workdir)
   return workdir
 
 

@@ -2,6 +2,7 @@
 loss, transfer through an orbax checkpoint, gradient flow, pretraining resumed
 after a kill (tiny variants)."""
 
+import contextlib
 import os
 import sys
 
@@ -19,7 +20,9 @@ from configs import ma2mi_synthetic  # noqa: E402
 from configs import miacnet_synthetic  # noqa: E402
 from mer_jax import checkpoints  # noqa: E402
 from mer_jax import models  # noqa: E402
-from mer_jax import train  # noqa: E402
+from mer_jax.data import macro_pairs  # noqa: E402
+from mer_jax.training import state as train_state  # noqa: E402
+from mer_jax.training import steps as train_steps  # noqa: E402
 from mer_jax.models import ma2mi  # noqa: E402
 from mer_jax.models import miacnet  # noqa: E402
 from mer_jax.tasks import ma2mi_pretrain  # noqa: E402
@@ -158,7 +161,7 @@ def test_annotated_apex_mode_and_fallback(tiny_miacnet):
   on, ap = miacnet.select_onset_apex(f, apex="annotated", apex_topk=1,
                                      onset_jitter=0, rng=None)
   assert ap.tolist() == [4, 4, 4]
-  eval_step = jax.jit(train.make_eval_step(model))
+  eval_step = jax.jit(train_steps.make_eval_step(model))
   probs = [eval_step(variables["params"], variables["batch_stats"],
                      {"frames": x, "apex_index": jnp.array([a, a], jnp.int32)})
            for a in (1, 3)]
@@ -186,8 +189,9 @@ def test_gradient_flow_to_both_branches(tiny_miacnet):
 
 
 # The tiny pretraining of these tests; the last log step (7) is not a multiple
-# of log_every, and the resume test checkpoints between log steps.
-PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2,
+# of log_every, and the resume test checkpoints between log steps. A batch of 8:
+# split over the session's 8 devices (test_pretrain_uses_every_device).
+PRETRAIN_OVERRIDES = {"num_steps": 7, "log_every": 2, "input.batch_size": 8,
                       "pretrain.latent_weight": 0.5}  # the EMA latent path too
 
 
@@ -203,8 +207,38 @@ def _pretrain_config(data_dir, **overrides):
 def pretrain_run(tmp_path_factory, data_dir):
   config = _pretrain_config(data_dir)
   workdir = str(tmp_path_factory.mktemp("ma2mi"))
-  result = ma2mi_pretrain.run(config, workdir)
+  with _devices_per_batch() as seen:
+    result = ma2mi_pretrain.run(config, workdir)
+  PRETRAIN_DEVICES.extend(seen)
   return config, workdir, result
+
+
+# Devices each batch of the module's pretraining was split over.
+PRETRAIN_DEVICES = []
+
+
+@contextlib.contextmanager
+def _devices_per_batch():
+  """Records, per batch put on the mesh, the devices of its arrays."""
+  from mer_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  put, seen = sharding.Sharder.put_batch, []
+
+  def spy(self, batch, **kwargs):
+    out = put(self, batch, **kwargs)
+    seen.append({k: len(v.sharding.device_set) for k, v in out.items()})
+    return out
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(sharding.Sharder, "put_batch", spy)
+    yield seen
+
+
+def test_pretrain_uses_every_device(pretrain_run):
+  """Sharded as MER training is: each batch split over all 8 devices."""
+  del pretrain_run
+  assert jax.device_count() == 8
+  assert len(PRETRAIN_DEVICES) == PRETRAIN_OVERRIDES["num_steps"]
+  assert all(set(d.values()) == {8} for d in PRETRAIN_DEVICES), PRETRAIN_DEVICES
 
 
 def test_pretrain_outputs(pretrain_run):
@@ -218,23 +252,18 @@ def test_pretrain_outputs(pretrain_run):
   assert os.listdir(os.path.join(workdir, "tensorboard", "pretrain"))
 
 
+
 def test_pretrain_loss_decreases(pretrain_run):
   """Same shapes as the run above (its compiled step is reused from the cache)."""
   config, _, _ = pretrain_run
   settings = ma2mi_pretrain.pretrain_settings(config)
   settings["latent_weight"] = 0.0
-  clips = ma2mi_pretrain.load_clips(config, settings)
-  batch = next(ma2mi_pretrain.batches(clips, config, settings, seed=0))
+  clips = macro_pairs.load_clips(config, settings)
+  batch = next(macro_pairs.batches(clips, config, settings, seed=0))
   model = ma2mi.Model(**config.model.to_dict())
   config.schedule.name = "constant"
-  tx = train.make_optimizer(config)
-  shape = (1, config.input.size, config.input.size, 3)
-  v = model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros(shape),
-                 jnp.zeros(shape), train=False)
-  state = ma2mi_pretrain.PretrainState(
-      step=jnp.zeros((), jnp.int32), params=v["params"],
-      batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]),
-      ema_action=v["params"]["action_branch"])
+  tx = train_state.make_optimizer(config)
+  state = ma2mi_pretrain.create_state(model, tx, config, jax.random.PRNGKey(0))
   step = jax.jit(ma2mi_pretrain.make_train_step(model, tx, settings))
   losses = []
   for _ in range(25):  # one fixed batch: the loss must go down
@@ -259,7 +288,7 @@ def test_partial_restore_from_pretraining(pretrain_run, tiny_miacnet):
       merged["position_branch"]["pos_embed"], loaded["position_branch"]["pos_embed"])
   # The trainer's path (config.init_from): branches loaded, head fresh.
   cfg.input.num_frames = 4
-  state = train.create_train_state(model, train.make_optimizer(cfg), cfg,
+  state = train_state.create_train_state(model, train_state.make_optimizer(cfg), cfg,
                                    jax.random.PRNGKey(0), init_params=loaded)
   np.testing.assert_array_equal(
       np.asarray(state.params["action_branch"]["stem_conv"]["kernel"]),
@@ -277,11 +306,12 @@ _KILLED_PRETRAINING = r"""
 import json, os, signal, sys, time
 sys.path.insert(0, os.getcwd())
 from configs import ma2mi_synthetic
+from mer_jax.data import macro_pairs
 from mer_jax.tasks import ma2mi_pretrain as m
 workdir, overrides, kill_after = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 config = ma2mi_synthetic.get_config("tiny")
 config.update_from_flattened_dict(overrides)
-stream = m.batches
+stream = macro_pairs.batches
 def batches(*args, **kwargs):
   for i, batch in enumerate(stream(*args, **kwargs)):
     if i == kill_after:
@@ -290,7 +320,7 @@ def batches(*args, **kwargs):
         time.sleep(0.01)
       os.kill(os.getpid(), signal.SIGKILL)
     yield batch
-m.batches = batches
+macro_pairs.batches = batches
 m.run(config, workdir)
 """
 

@@ -83,7 +83,8 @@ BAD_VALUES = [
 
 
 def test_each_bad_config_value_is_refused_before_any_work(tmp_path):
-  from mer_jax import config_lib, train  # pylint: disable=g-import-not-at-top
+  from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   for key, value in BAD_VALUES:
     c = _config("baseline_synthetic", str(tmp_path / "no_data"))
     c.update_from_flattened_dict({key: value})
@@ -92,7 +93,7 @@ def test_each_bad_config_value_is_refused_before_any_work(tmp_path):
     assert key in str(e.value), (key, value)
     workdir = tmp_path / "w"
     with pytest.raises(ValueError, match=rf"config\.{key}="):
-      train.train_and_evaluate(c, str(workdir))
+      loso.train_and_evaluate(c, str(workdir))
     # Refused before any work: no workdir, no dataset build.
     assert not workdir.exists() and not (tmp_path / "no_data").exists(), key
 
@@ -104,9 +105,9 @@ def test_each_bad_config_value_is_refused_before_any_work(tmp_path):
 @pytest.fixture(scope="module")
 def one_fold_run(data_dir, tmp_path_factory):
   """baseline3d, 8 steps, one fold; finished."""
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp("identity") / "run")
-  train.train_and_evaluate(_config("baseline_synthetic", data_dir), workdir)
+  loso.train_and_evaluate(_config("baseline_synthetic", data_dir), workdir)
   return workdir
 
 
@@ -122,7 +123,7 @@ def test_rerun_with_other_model_seed_or_steps_is_refused(one_fold_run, data_dir)
              "num_steps: 8 -> 6")]
   for config, diff in reruns:
     with pytest.raises(run_identity.RunMismatchError) as e:
-      train.train_and_evaluate(config, workdir)
+      loso.train_and_evaluate(config, workdir)
     msg = str(e.value)
     assert diff in msg and "--overwrite" in msg and "new --workdir" in msg, msg
     assert _snapshot(workdir) == before  # the old run is intact, byte for byte
@@ -133,7 +134,7 @@ def test_rerun_with_other_model_seed_or_steps_is_refused(one_fold_run, data_dir)
     os.rename(p, p + ".bak")
   try:
     with pytest.raises(run_identity.RunMismatchError, match=fold_run):
-      train.train_and_evaluate(reruns[2][0], workdir)
+      loso.train_and_evaluate(reruns[2][0], workdir)
   finally:
     for p in hidden:
       os.rename(p + ".bak", p)
@@ -143,7 +144,7 @@ def test_rerun_with_other_model_seed_or_steps_is_refused(one_fold_run, data_dir)
   # Logging cadence, output and device options do not change the identity.
   same = _config("baseline_synthetic", data_dir, log_every=2, checkpoint_every=2,
                  preview_samples=0, **{"mesh.data": 8})
-  assert train.train_and_evaluate(same, workdir)["num_steps"] == 8
+  assert loso.train_and_evaluate(same, workdir)["num_steps"] == 8
 
 
 def test_overwrite_moves_the_old_run_aside(one_fold_run, tmp_path):
@@ -165,7 +166,7 @@ def test_damaged_result_json_is_named(one_fold_run, data_dir, tmp_path):
   with open(path, "r+") as f:
     f.truncate(96)
   with pytest.raises(checkpoints.JsonFileError, match=path):
-    train.train_and_evaluate(_config("baseline_synthetic", data_dir), workdir)
+    loso.train_and_evaluate(_config("baseline_synthetic", data_dir), workdir)
 
 
 # ----------------------------------------------------------------------------

@@ -25,11 +25,11 @@ def _tiny_config(**overrides):
 
 @pytest.fixture(scope="module")
 def tiny_run(data_dir, tmp_path_factory):
-  from mer_jax import train
+  from mer_jax.training import loso
   workdir = str(tmp_path_factory.mktemp("run"))
   config = _tiny_config(**{"input.data_dir": data_dir, "num_steps": 30,
                            "log_every": 5, "checkpoint_every": 10})
-  results = train.train_and_evaluate(config, workdir)
+  results = loso.train_and_evaluate(config, workdir)
   return workdir, results
 
 
@@ -80,16 +80,14 @@ def test_loss_decreases(tiny_run):
 
 
 def test_no_test_subject_in_training(data_dir):
-  from mer_jax import train
+  from mer_jax.training import loso
   from mer_jax.data import sources
   config = _tiny_config(**{"input.data_dir": data_dir,
                            "protocol.selection": "inner_val"})
   corpus = sources.load_corpus(list(config.input.datasets), data_dir,
                                show_progress=False)
   for train_subjects, test in sources.loso_folds(corpus.subjects):
-    fold = train.Fold(config=config, corpus=corpus, model=None, tx=None,
-                      train_step=None, eval_step=None, sharder=None, fold_index=0,
-                      test_subject=test, train_subjects=train_subjects, workdir="/x")
+    fold = loso.split_fold(config, corpus, 0, train_subjects, test)
     assert {c.subject for c in fold.test_clips} == {test}
     used = {c.subject for c in fold.train_clips + fold.val_clips}
     assert test not in used
@@ -165,12 +163,12 @@ def test_resume_after_kill_gives_identical_results(data_dir, tmp_path):
 
 
 def test_unknown_config_key_is_named(data_dir):
-  from mer_jax import train
+  from mer_jax.training import loso
   config = _tiny_config(**{"input.data_dir": data_dir})
   config.unlock()
   config.input.nmu_frames = 4
   with pytest.raises(ValueError, match="input.nmu_frames"):
-    train.train_and_evaluate(config, "/tmp/unused")
+    loso.train_and_evaluate(config, "/tmp/unused")
 
 
 def test_missing_dataset_names_builder_and_how_to_build(tmp_path):
@@ -182,21 +180,21 @@ def test_missing_dataset_names_builder_and_how_to_build(tmp_path):
 
 
 def test_nan_loss_stops_naming_step_and_fold(data_dir, tmp_path):
-  from mer_jax import train
+  from mer_jax.training import loso
   config = _tiny_config(**{"input.data_dir": data_dir, "schedule.name": "constant",
                            "schedule.lr": float("nan"), "num_steps": 4,
                            "log_every": 4})
   # Step 1's loss is computed before the NaN update; step 2's is NaN.
   with pytest.raises(FloatingPointError, match=r"at step 2 of fold 1 \(test subject"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loso.train_and_evaluate(config, str(tmp_path))
 
 
 def test_inner_validation_selects_on_training_subjects(data_dir, tmp_path):
-  from mer_jax import train
+  from mer_jax.training import loso
   config = _tiny_config(**{"input.data_dir": data_dir, "num_steps": 6,
                            "protocol.selection": "inner_val",
                            "protocol.eval_every": 2, "checkpoint_every": 2})
-  results = train.train_and_evaluate(config, str(tmp_path))
+  results = loso.train_and_evaluate(config, str(tmp_path))
   assert results["selection"] == "inner_val" and results["oracle"] is False
   for pf in results["per_fold"]:
     assert pf["selected_step"] in (2, 4, 6)
@@ -222,11 +220,11 @@ def _tiny_fdp_config(data_dir, **overrides):
 @pytest.fixture(scope="module")
 def tiny_fdp_run(data_dir, tmp_path_factory):
   """3 folds over 8 devices: folds 1-2 vmapped together, fold 3 alone."""
-  from mer_jax import train
+  from mer_jax.training import loso
   workdir = str(tmp_path_factory.mktemp("fdp_run"))
   config = _tiny_fdp_config(data_dir, **{"protocol.parallel_folds": 2,
                                          "preview_samples": 3})
-  results = train.train_and_evaluate(config, workdir)
+  results = loso.train_and_evaluate(config, workdir)
   return workdir, results, config
 
 
@@ -237,11 +235,11 @@ def _fold_dirs(workdir):
 def test_dynamic_image_previews_written(tiny_fdp_run):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from tensorboard.backend.event_processing import event_accumulator
-  from mer_jax import visualize
+  from mer_jax import plots
   workdir, results, config = tiny_fdp_run
   folds = _fold_dirs(workdir)
   assert len(folds) == 3
-  h, w = visualize.grid_size(3, config.input.num_frames, with_target=True)
+  h, w = plots.grid_size(3, config.input.num_frames, with_target=True)
   for d in folds:
     png = os.path.join(workdir, "folds", d, "dynamic_images.png")
     img = np.asarray(Image.open(png).convert("RGB"))
@@ -261,14 +259,14 @@ def test_dynamic_image_previews_written(tiny_fdp_run):
 
 def test_previews_do_not_change_results(tiny_fdp_run, data_dir, tmp_path):
   """Fold 3 of the fixture ran alone: rerun it without previews, same result."""
-  from mer_jax import train
+  from mer_jax.training import loso
   workdir, _, _ = tiny_fdp_run
   last = _fold_dirs(workdir)[-1]
   with open(os.path.join(workdir, "folds", last, "result.json")) as f:
     with_previews = json.load(f)
   config = _tiny_fdp_config(data_dir, **{"preview_samples": 0,
                                          "protocol.folds": (with_previews["subject"],)})
-  train.train_and_evaluate(config, str(tmp_path))
+  loso.train_and_evaluate(config, str(tmp_path))
   with open(tmp_path / "folds" / last / "result.json") as f:
     assert json.load(f) == with_previews
   assert not os.path.exists(tmp_path / "folds" / last / "dynamic_images.png")

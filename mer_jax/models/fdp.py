@@ -308,3 +308,10 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
     out["rank"] = rank_weight * rank_pooling.ranking_loss(
         aux["rank_scores"], apex, mask, margin=rank_margin, window=rank_window)
   return out
+
+
+def preview(aux: Mapping[str, Array], batch: Mapping[str, Array]
+            ) -> tuple[Array, Array | None]:
+  """The trainer's per-clip picture: (constructed dynamic image [B, H, W] in
+  [0, 1], its target `batch["dynamic_image"]` [B, H, W] or None)."""
+  return aux["dynamic_image"], batch.get("dynamic_image")

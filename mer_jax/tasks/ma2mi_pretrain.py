@@ -30,14 +30,7 @@ for bit those of an uninterrupted run. A rerun of a finished run (its
 pretrain_done.json exists) returns its result without training. The
 schedule depends on `config.num_steps`: resume with the same config.
 
-Sampling (`config.pretrain`, gaps in milliseconds, converted with each clip's
-fps so a 200 fps corpus and a 30 fps one see the same time scale):
-  k ~ U{1..round(max_gap_ms * fps / 1000)}   (<= ~160 ms: micro-like motion)
-  m ~ U{1..round(future_gap_ms * fps / 1000)}
-  t uniform such that t + k + m is in the clip; with `within_expression`,
-  also t in [onset - k, offset] so most pairs contain facial action.
-Inputs: position branch <- I[t], action branch <- I[t+k] - I[t]; target
-I[t+k+m]. One random horizontal flip per sample, applied to all three frames.
+Sampling and inputs: `mer_jax/data/macro_pairs.py`.
 
 Losses (weights in `config.pretrain`):
   pixel: normalised MSE of the predicted change,
@@ -50,14 +43,6 @@ Losses (weights in `config.pretrain`):
     I[t+k+m] - I[t] (stop-gradient; momentum `ema_momentum`; the EMA branch
     uses the online branch's BatchNorm in training mode). ~2 = uncorrelated.
     The pixel term stays on as the anchor against collapse.
-
-Data: the clips of `config.input.datasets`, read through their TFDS builders
-(any macro corpus in the record contract: `synthetic_macro/s64`, `ck_plus/
-7class_112`, `oulu_casia/6class_112`, ...), frames decoded on demand; labels
-are ignored. Macro corpora come from builders only (`tfds_builders/`), never
-from a renderer in this module; `config.pretrain.source` stays "tfds" (the
-only value). Clips under `MIN_CLIP_FRAMES` frames (MMEW's macro images) are
-left out and counted; none left is an error.
 """
 
 from __future__ import annotations
@@ -66,7 +51,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import flax
 import jax
@@ -79,8 +64,11 @@ import orbax.checkpoint as ocp
 from mer_jax import checkpoints
 from mer_jax import metric_writer
 from mer_jax import models
-from mer_jax.data import pipeline
-from mer_jax.data import sources
+from mer_jax import plots
+from mer_jax.data import macro_pairs
+from mer_jax.training import loop
+from mer_jax.training import sharding
+from mer_jax.training import state as state_lib
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +76,6 @@ BRANCHES = ("position_branch", "action_branch")
 PRETRAINED_DIR = "pretrained"  # what config.init_from reads
 CHECKPOINT_DIR = "pretrain_checkpoints"
 DONE_FILE = "pretrain_done.json"  # written last: the run finished
-# A (t, t+k, t+k+m) triple with k, m >= 1 needs 3 frames; shorter clips
-# (single images) are left out of "tfds" pretraining.
-MIN_CLIP_FRAMES = 3
 
 DEFAULTS = {
     "source": "tfds",  # the only source: config.input.datasets' builders
@@ -118,119 +103,6 @@ def pretrain_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------
-# Macro clips.
-
-
-class MacroClip:
-  """A clip: `num_frames`, `onset`, `offset`, `fps` and `frame(i)` -> uint8 HWC."""
-
-  def __init__(self, get_frame: Callable[[int], np.ndarray], num_frames: int,
-               onset: int, offset: int, fps: float):
-    self.frame = get_frame
-    self.num_frames = num_frames
-    self.onset = onset
-    self.offset = offset
-    self.fps = fps
-
-
-def load_clips(config: ml_collections.ConfigDict,
-               settings: dict[str, Any]) -> list[MacroClip]:
-  """The clips of `config.input.datasets` (labels ignored)."""
-  if settings["source"] != "tfds":
-    raise ValueError(
-        f"config.pretrain.source={settings['source']!r}: macro clips are read "
-        "through builders only; set source='tfds' and name them in "
-        "config.input.datasets, e.g. ('synthetic_macro/s64',) or "
-        "('ck_plus/7class_112',).")
-  size = config.input.size
-  corpus = sources.load_corpus(list(config.input.datasets),
-                               config.input.data_dir or None,
-                               auto_build=config.input.auto_build,
-                               show_progress=config.progress)
-  clips, stills = [], 0
-  for c in corpus.clips:
-    rec = corpus.record(c)
-    encoded = rec["frames"]
-    if len(encoded) < MIN_CLIP_FRAMES:   # e.g. MMEW's macro images
-      stills += 1
-      continue
-    get = (lambda enc: lambda i: pipeline.resize_clip(
-        sources.decode_frame(enc[i])[None], size)[0])(encoded)
-    clips.append(MacroClip(get, len(encoded), int(rec["onset"]),
-                           int(rec["offset"]), float(rec.get("fps", 30.0))))
-  if stills:
-    log.warning("%d of %d clips of %s have fewer than %d frames (no I[t], "
-                "I[t+k], I[t+k+m] to draw): left out", stills,
-                len(corpus.clips), list(config.input.datasets), MIN_CLIP_FRAMES)
-  if not clips:
-    raise ValueError(
-        f"{list(config.input.datasets)}: every clip has fewer than "
-        f"{MIN_CLIP_FRAMES} frames, so there is no motion to pretrain on "
-        "(MMEW's macro part is one image per sample). MA2MI needs frame "
-        "sequences: pretrain on oulu_casia or ck_plus "
-        "(configs/ma2mi_oulu_casia.py, configs/ma2mi_ck_plus.py).")
-  return clips
-
-
-def sample_triplet(clip: MacroClip, rng: np.random.Generator,
-                   settings: dict[str, Any]) -> tuple[int, int, int]:
-  """Frame indices `(t, t + k, t + k + m)` inside the clip (see module doc)."""
-  n = clip.num_frames
-  k_max = max(1, int(round(settings["max_gap_ms"] * clip.fps / 1000.0)))
-  m_max = max(1, int(round(settings["future_gap_ms"] * clip.fps / 1000.0)))
-  k = int(rng.integers(1, k_max + 1))
-  m = int(rng.integers(1, m_max + 1))
-  if k + m > n - 1:  # a very short clip: shrink the gaps
-    k, m = max(1, (n - 1) // 2), max(1, (n - 1) - max(1, (n - 1) // 2))
-  hi = n - 1 - k - m
-  lo = 0
-  if settings["within_expression"]:
-    lo = min(max(0, clip.onset - k), hi)
-    hi = max(lo, min(hi, clip.offset))
-  t = int(rng.integers(lo, hi + 1))
-  return t, t + k, min(t + k + m, n - 1)
-
-
-def _draw(clips: list[MacroClip], rng: np.random.Generator,
-          settings: dict[str, Any]) -> tuple[MacroClip, tuple[int, int, int], bool]:
-  """One sample's `(clip, frame indices, flip)`; the only use of the data rng."""
-  clip = clips[int(rng.integers(len(clips)))]
-  idx = sample_triplet(clip, rng, settings)
-  flip = bool(settings["flip"] and rng.random() < 0.5)
-  return clip, idx, flip
-
-
-def batches(clips: list[MacroClip], config: ml_collections.ConfigDict,
-            settings: dict[str, Any], seed: int,
-            start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite `{"frame_t", "frame_tk", "frame_future"}` float32 `[B, H, W, C]` batches.
-
-  Starts at batch `start_step` (0-based) of the stream of `seed`: batch `i` is
-  a function of `(seed, i)` only, so a resumed run sees the batches of an
-  uninterrupted one. Skipping draws the indices of the skipped batches
-  without reading a frame (a few microseconds per sample).
-  """
-  rng = np.random.default_rng(seed)
-  mean, std = np.float32(config.input.mean), np.float32(config.input.std)
-  bsz = config.input.batch_size
-  for _ in range(start_step * bsz):
-    _draw(clips, rng, settings)
-  while True:
-    out = {"frame_t": [], "frame_tk": [], "frame_future": []}
-    for _ in range(bsz):
-      clip, idx, flip = _draw(clips, rng, settings)
-      x = np.stack([clip.frame(i) for i in idx])  # [3, H, W, 3] uint8
-      if config.input.channels == 1:
-        x = pipeline.to_grey(x)
-      if flip:
-        x = x[:, :, ::-1]
-      x = (x.astype(np.float32) / 255.0 - mean) / std
-      for key, f in zip(out, x):
-        out[key].append(f)
-    yield {k: np.stack(v) for k, v in out.items()}
-
-
-# ----------------------------------------------------------------------------
 # Training.
 
 
@@ -241,6 +113,20 @@ class PretrainState:
   batch_stats: Any
   opt_state: Any
   ema_action: Any  # EMA copy of params["action_branch"] (latent target)
+
+
+def create_state(model, tx, config: ml_collections.ConfigDict,
+                 rng: jax.Array) -> PretrainState:
+  """Fresh state from `rng`: the model initialised on `[1, H, W, C]` frames."""
+  b, _, h, w, c = state_lib.input_shape(config)
+  shape = (b, h, w, c)
+  variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
+                         train=False)
+  params = variables["params"]
+  return PretrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=variables["batch_stats"],
+                       opt_state=tx.init(params),
+                       ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
 
 
 def _layer_norm(x, eps=1e-6):
@@ -292,50 +178,6 @@ def make_train_step(model, tx, settings: dict[str, Any]):
     return new, metrics, residual
 
   return train_step
-
-
-def _to_uint8(x: np.ndarray, mean: float, std: float) -> np.ndarray:
-  x = (np.asarray(x, np.float32) * std + mean) * 255.0
-  x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-  return np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
-
-
-def image_grid(batch: dict[str, np.ndarray], residual: np.ndarray,
-               config: ml_collections.ConfigDict, n: int) -> np.ndarray:
-  """uint8 `[n*H, 5*W, 3]`: I[t] | true future | predicted | true change | predicted change.
-
-  Changes are shown at a common gain (mid grey = no change), per row.
-  """
-  mean, std = config.input.mean, config.input.std
-  rows = []
-  for i in range(min(n, len(residual))):
-    t, fut = batch["frame_t"][i], batch["frame_future"][i]
-    change, pred = fut - t, np.asarray(residual[i])
-    gain = 0.5 / max(float(np.abs(change).max()), 1e-6)
-    show = lambda d: np.clip(np.rint((0.5 + gain * d) * 255), 0, 255).astype(np.uint8)
-    ch = lambda d: np.repeat(show(d), 3, -1) if d.shape[-1] == 1 else show(d)
-    rows.append(np.concatenate([
-        _to_uint8(t, mean, std), _to_uint8(fut, mean, std),
-        _to_uint8(t + pred, mean, std), ch(change), ch(pred)], axis=1))
-  return np.concatenate(rows, axis=0)
-
-
-def plot_losses(history: list[dict[str, float]], path: str) -> None:
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=(6, 4))  # no pyplot: the caller's backend is kept
-  FigureCanvasAgg(fig)
-  ax = fig.subplots()
-  steps = [h["step"] for h in history]
-  for key in sorted(k for k in history[0] if k.startswith("loss")):
-    ax.plot(steps, [h[key] for h in history], label=key)
-  ax.axhline(1.0, color="grey", lw=0.5, ls="--")
-  ax.set_xlabel("step")
-  ax.set_ylabel("loss (pixel: 1 = predicting no change)")
-  ax.set_title("MA2MI pretraining")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
 
 
 def save_branches(params: Any, path: str) -> None:
@@ -396,10 +238,12 @@ def _checkpoint_log(history: list[dict[str, float]],
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Pretrains (or resumes) and saves the branches; returns the final metrics.
 
-  The result holds `history` (one entry per logged step), `seconds` (this
-  invocation), `pretrained` (the exported directory), `resumed_from` (the
-  restored checkpoint step: 0 for a fresh run, num_steps when the run had
-  already finished) and `already_done`.
+  Sharded as MER training is (`training.sharding`: the batch split over every
+  device of `config.mesh`, parameters replicated or FSDP-split) and run by
+  the same step loop (`training.loop`). The result holds `history` (one
+  entry per logged step), `seconds` (this invocation), `pretrained` (the
+  exported directory), `resumed_from` (the restored checkpoint step: 0 for a
+  fresh run, num_steps when the run had already finished) and `already_done`.
   """
   settings = pretrain_settings(config)
   workdir = os.path.abspath(workdir)
@@ -408,23 +252,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if finished is not None:
     return finished
   t0 = time.time()
-  clips = load_clips(config, settings)
+  clips = macro_pairs.load_clips(config, settings)
   log.info("MA2MI pretraining on %d %s clips (%.0fs to load)", len(clips),
            settings["source"], time.time() - t0)
 
-  from mer_jax import train  # pylint: disable=g-import-not-at-top
+  sharder = sharding.make_sharder(config, batch_sizes=("batch_size",))
   model = models.get_module(config.model_name).Model(**config.model.to_dict())
-  tx = train.make_optimizer(config)
-  schedule = train.make_schedule(config)
+  tx = state_lib.make_optimizer(config)
+  schedule = state_lib.make_schedule(config)
   rng = jax.random.PRNGKey(config.seed)
-  shape = (1, config.input.size, config.input.size, config.input.channels)
-  variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
-                         train=False)
-  params = variables["params"]
-  state = PretrainState(step=jnp.zeros((), jnp.int32), params=params,
-                        batch_stats=variables["batch_stats"],
-                        opt_state=tx.init(params),
-                        ema_action=jax.tree.map(jnp.copy, params["action_branch"]))
+  state = create_state(model, tx, config, rng)
+  state_sharding = sharder.tree(state)
+  state = jax.device_put(state, state_sharding)
 
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
@@ -456,44 +295,58 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     state = restored["state"]
     history = list(restored["log"]["history"])
     # float32, as fetched from the device: the averages match bit for bit.
-    pending = [{k: np.float32(v) for k, v in m.items()}
-               for m in restored["log"]["pending"]]
+    restored_pending = restored["log"]["pending"]
+    pending = [(start - len(restored_pending) + 1 + i,
+                {k: np.float32(v) for k, v in m.items()})
+               for i, m in enumerate(restored_pending)]
     log.info("MA2MI pretraining resumed from step %d of %d", start,
              config.num_steps)
 
-  step_fn = jax.jit(make_train_step(model, tx, settings), donate_argnums=(0,))
+  step_fn = jax.jit(make_train_step(model, tx, settings),
+                    in_shardings=(state_sharding, sharder.data, sharder.replicated),
+                    out_shardings=(state_sharding, sharder.replicated, sharder.data),
+                    donate_argnums=(0,))
   writer = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "pretrain"))
   if start:
     writer.restart(start + 1)
-  data = batches(clips, config, settings, seed=config.seed, start_step=start)
-  for step in range(start, config.num_steps):
-    batch = next(data)
-    state, metrics, residual = step_fn(state, batch, rng)
-    pending.append(metrics)
-    done = step + 1
-    if done % config.log_every == 0 or done == config.num_steps:
-      host = jax.device_get(pending)
-      pending = []
-      avg = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-      if not np.isfinite(avg["loss"]):
-        raise FloatingPointError(f"Non-finite MA2MI loss at step {done}; lower "
-                                 "config.schedule.lr.")
-      history.append({"step": done, **avg})
-      writer.scalars(done, {**{f"pretrain/{k}": v for k, v in avg.items()},
-                            "pretrain/lr": float(schedule(step))})
-      log.info("MA2MI step %d/%d: %s", done, config.num_steps,
-               " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+
+  def log_fn(host_pending):
+    done = host_pending[-1][0]
+    avg = {k: float(np.mean([m[k] for _, m in host_pending]))
+           for k in host_pending[0][1]}
+    history.append({"step": done, **avg})
+    writer.scalars(done, {**{f"pretrain/{k}": v for k, v in avg.items()},
+                          "pretrain/lr": float(schedule(done - 1))})
+    log.info("MA2MI step %d/%d: %s", done, config.num_steps,
+             " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+    return {"loss": f"{avg['loss']:.4f}"}
+
+  def after_step(done, state, batch, outputs):
     if (settings["image_every"] and done % settings["image_every"] == 0) or \
         done == config.num_steps:
+      host = {k: sharder.fetch(v) for k, v in batch.items()}
       writer.image(done, "pretrain/t_future_pred_change_predchange",
-                   image_grid(batch, jax.device_get(residual), config,
-                              settings["num_images"]))
+                   plots.future_frames_grid(host, sharder.fetch(outputs[0]),
+                                            config.input.mean, config.input.std,
+                                            settings["num_images"]))
     if done % config.checkpoint_every == 0 or done == config.num_steps:
-      pending = jax.device_get(pending)
+      pending[:] = zip([s for s, _ in pending],
+                       jax.device_get([m for _, m in pending]))
       writer.flush()  # the events up to a checkpoint survive a kill
       mngr.save(done, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state),
-          log=ocp.args.JsonSave(_checkpoint_log(history, pending))))
+          log=ocp.args.JsonSave(_checkpoint_log(history, [m for _, m in pending]))))
+
+  # Every process draws the same global batch (seeded); each feeds its slice.
+  state = loop.train_loop(
+      lambda s, b: step_fn(s, b, rng), state,
+      (sharder.put_batch(b) for b in macro_pairs.batches(
+          clips, config, settings, seed=config.seed, start_step=start)),
+      start=start, num_steps=config.num_steps, log_every=config.log_every,
+      log_fn=log_fn, after_step=after_step,
+      on_stop=lambda: loop.close_quietly([mngr], [writer]),
+      names=["MA2MI pretraining"], checkpoint_dirs=[ckpt_dir], pending=pending,
+      desc="MA2MI pretraining", progress=config.progress)
   mngr.wait_until_finished()
   mngr.close()
   writer.close()
@@ -505,7 +358,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if jax.process_index() == 0:
     checkpoints.write_json(os.path.join(workdir, "loss_history.json"), history)
     if history:
-      plot_losses(history, os.path.join(workdir, "loss_curve.png"))
+      plots.plot_losses(history, os.path.join(workdir, "loss_curve.png"))
   result = {"history": history, "seconds": time.time() - t0,
             "pretrained": pretrained, "resumed_from": start,
             "already_done": False}

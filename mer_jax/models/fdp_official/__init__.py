@@ -22,3 +22,4 @@ from mer_jax.models.fdp_official.model import Model
 from mer_jax.models.fdp_official.model import SMALL_CONFIG
 from mer_jax.models.fdp_official.model import aux_losses
 from mer_jax.models.fdp_official.model import resolve_kwargs
+from mer_jax.models.fdp_official.model import preview

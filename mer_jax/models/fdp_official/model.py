@@ -448,3 +448,10 @@ def aux_losses(aux: Mapping[str, Array], batch: Mapping[str, Array],
                  axis=(1, 2))
   return {"dynamic_image_mse":
           dy_weight * common.masked_mean(err, batch.get("mask"))}
+
+
+def preview(aux: Mapping[str, Array], batch: Mapping[str, Array]
+            ) -> tuple[Array, Array | None]:
+  """The trainer's per-clip picture: (constructed dynamic image [B, H, W] in
+  [0, 1], its target `batch["dynamic_image"]` [B, H, W] or None)."""
+  return aux["dynamic_image"], batch.get("dynamic_image")

@@ -1,15 +1,20 @@
-"""Dynamic-image previews: input frames, target and constructed dynamic image.
+"""Pictures: confusion matrix, dynamic-image grid, MA2MI's loss curves and frames.
 
-`dynamic_image_grid` draws one row per clip (matplotlib, Agg) and returns the
-picture as a uint8 RGB array, which the trainer both saves as
+All drawn on a bare matplotlib Figure with an Agg canvas (no pyplot, so the
+caller's backend, e.g. inline plots in a notebook, is left alone).
+
+`dynamic_image_grid` draws one row per clip and returns the picture as a
+uint8 RGB array, which the trainer both saves as
 `folds/<subject>/dynamic_images.png` and writes to TensorBoard, so the two
-are the same pixels.
+are the same pixels. `future_frames_grid` is MA2MI pretraining's TensorBoard
+image, `plot_losses` its `loss_curve.png`; `plot_confusion` the run's
+`confusion.png`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -19,6 +24,14 @@ DPI = 100
 PANEL = 1.0
 TITLE = 0.3
 HEADER = 0.45
+
+
+def _figure(**kwargs):
+  """A bare matplotlib Figure on its own Agg canvas: `(figure, canvas)`."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(**kwargs)
+  return fig, FigureCanvasAgg(fig)
 
 
 def grid_size(num_rows: int, num_frames: int, with_target: bool = True) -> tuple[int, int]:
@@ -60,17 +73,12 @@ def dynamic_image_grid(frames: np.ndarray, target: np.ndarray | None,
     uint8 `[height, width, 3]` RGB, `(height, width) = grid_size(N, T,
     target is not None)`.
   """
-  # A bare Figure on an Agg canvas: no pyplot, so the caller's matplotlib
-  # backend (e.g. inline plots in a notebook) is left alone.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   frames = np.asarray(frames)
   n, t = frames.shape[:2]
   with_target = target is not None
   cols = t + 1 + int(with_target)
   h_px, w_px = grid_size(n, t, with_target)
-  fig = Figure(figsize=(w_px / DPI, h_px / DPI), dpi=DPI)
-  canvas = FigureCanvasAgg(fig)
+  fig, canvas = _figure(figsize=(w_px / DPI, h_px / DPI), dpi=DPI)
   fig_h = HEADER + n * (PANEL + TITLE)
   fig_w = cols * PANEL
   pad = 0.03  # inches of white between panels
@@ -118,3 +126,71 @@ def save_png(image: np.ndarray, path: str) -> None:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   Image.fromarray(np.ascontiguousarray(image, np.uint8)).save(tmp)  # mode RGB / L
   os.replace(tmp, path)
+
+
+def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str,
+                   title: str) -> None:
+  """Writes a row-normalised confusion matrix with counts as a PNG."""
+  cm = np.asarray(cm)
+  rows = cm.sum(axis=1, keepdims=True)
+  frac = np.divide(cm, rows, out=np.zeros(cm.shape, np.float64), where=rows > 0)
+  k = len(class_names)
+  fig, _ = _figure(figsize=(1.2 * k + 2.5, 1.1 * k + 2))
+  ax = fig.subplots()
+  im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+  ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+  ax.set_yticks(range(k), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  for i in range(k):
+    for j in range(k):
+      ax.text(j, i, f"{cm[i, j]}\n{frac[i, j]:.0%}", ha="center", va="center",
+              color="white" if frac[i, j] > 0.5 else "black", fontsize=8)
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(im, ax=ax, fraction=0.046, label="row fraction (recall)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+
+
+def _to_uint8(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+  x = (np.asarray(x, np.float32) * std + mean) * 255.0
+  x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+  return np.repeat(x, 3, -1) if x.shape[-1] == 1 else x
+
+
+def future_frames_grid(batch: dict[str, np.ndarray], residual: np.ndarray,
+                       mean: Any, std: Any, n: int) -> np.ndarray:
+  """uint8 `[n*H, 5*W, 3]`: I[t] | true future | predicted | true change | predicted change.
+
+  `batch`: MA2MI's `frame_t`, `frame_future` `[B, H, W, C]` normalised with
+  `(mean, std)` (`config.input`); `residual`: the predicted change
+  `[B, H, W, C]`. Changes are shown at a common gain (mid grey = no change),
+  per row.
+  """
+  rows = []
+  for i in range(min(n, len(residual))):
+    t, fut = batch["frame_t"][i], batch["frame_future"][i]
+    change, pred = fut - t, np.asarray(residual[i])
+    gain = 0.5 / max(float(np.abs(change).max()), 1e-6)
+    show = lambda d: np.clip(np.rint((0.5 + gain * d) * 255), 0, 255).astype(np.uint8)
+    ch = lambda d: np.repeat(show(d), 3, -1) if d.shape[-1] == 1 else show(d)
+    rows.append(np.concatenate([
+        _to_uint8(t, mean, std), _to_uint8(fut, mean, std),
+        _to_uint8(t + pred, mean, std), ch(change), ch(pred)], axis=1))
+  return np.concatenate(rows, axis=0)
+
+
+def plot_losses(history: list[dict[str, float]], path: str) -> None:
+  """MA2MI's loss curves: every `loss*` entry of `history` against its "step"."""
+  fig, _ = _figure(figsize=(6, 4))
+  ax = fig.subplots()
+  steps = [h["step"] for h in history]
+  for key in sorted(k for k in history[0] if k.startswith("loss")):
+    ax.plot(steps, [h[key] for h in history], label=key)
+  ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+  ax.set_xlabel("step")
+  ax.set_ylabel("loss (pixel: 1 = predicting no change)")
+  ax.set_title("MA2MI pretraining")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
