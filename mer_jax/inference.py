@@ -331,11 +331,10 @@ def load_model(checkpoint_dir: str, *, fold: str | None = None,
   config = ml_collections.ConfigDict(meta["config"])
   class_names = tuple(meta["class_names"])
   model = models.get_model(meta["model_name"], **checkpoints.model_kwargs(meta))
-  i = config.input
   shapes = jax.eval_shape(
       lambda: model.init({"params": jax.random.PRNGKey(0),
                           "dropout": jax.random.PRNGKey(0)},
-                         jnp.zeros((1, i.num_frames, i.size, i.size, i.channels),
+                         jnp.zeros(pipeline.clip_shape(config.input),
                                    jnp.float32), train=False))
   target = {k: shapes[k] for k in ("params", "batch_stats") if shapes.get(k)}
   loaded = checkpoints.load_model_variables(meta["checkpoint_dir"], step=step,

@@ -214,6 +214,11 @@ def eval_batches(corpus: Corpus, clips: Sequence[Clip],
     yield _stack(buf + [pad] * (batch_size - len(buf)))
 
 
+def clip_shape(cfg: ml_collections.ConfigDict, batch: int = 1) -> tuple[int, ...]:
+  """`[B, T, H, W, C]` of the clips `cfg` (`config.input`) feeds a model."""
+  return (batch, cfg.num_frames, cfg.size, cfg.size, cfg.channels)
+
+
 def batch_shapes(cfg: ml_collections.ConfigDict,
                  batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   """`{name: (shape, dtype)}` of the batches above, without reading data.
@@ -221,13 +226,12 @@ def batch_shapes(cfg: ml_collections.ConfigDict,
   For compiling ahead of time (`scripts/aot_compile.py`); target shapes come
   from running each target on a blank clip, so they cannot drift.
   """
-  t, s, c = cfg.num_frames, cfg.size, cfg.channels
-  out = {"frames": ((batch_size, t, s, s, c), np.dtype(np.float32)),
+  out = {"frames": (clip_shape(cfg, batch_size), np.dtype(np.float32)),
          "label": ((batch_size,), np.dtype(np.int32)),
          "index": ((batch_size,), np.dtype(np.int32)),
          "mask": ((batch_size,), np.dtype(np.float32)),
          "apex_index": ((batch_size,), np.dtype(np.int32))}
-  blank = np.zeros((t, s, s, c), np.uint8)
+  blank = np.zeros(clip_shape(cfg)[1:], np.uint8)
   for name in cfg.targets:
     shape = np.asarray(targets_lib.get(name)(blank), np.float32).shape
     out[name] = ((batch_size, *shape), np.dtype(np.float32))

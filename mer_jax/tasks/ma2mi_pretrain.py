@@ -59,13 +59,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from mer_jax import checkpoints
 from mer_jax import metric_writer
 from mer_jax import models
 from mer_jax import plots
 from mer_jax.data import macro_pairs
+from mer_jax.data import pipeline
 from mer_jax.training import loop
 from mer_jax.training import sharding
 from mer_jax.training import state as state_lib
@@ -118,7 +118,7 @@ class PretrainState:
 def create_state(model, tx, config: ml_collections.ConfigDict,
                  rng: jax.Array) -> PretrainState:
   """Fresh state from `rng`: the model initialised on `[1, H, W, C]` frames."""
-  b, _, h, w, c = state_lib.input_shape(config)
+  b, _, h, w, c = pipeline.clip_shape(config.input)
   shape = (b, h, w, c)
   variables = model.init({"params": rng}, jnp.zeros(shape), jnp.zeros(shape),
                          train=False)
@@ -180,12 +180,11 @@ def make_train_step(model, tx, settings: dict[str, Any]):
   return train_step
 
 
-def save_branches(params: Any, path: str) -> None:
-  """Writes `{"params": {branch: ...}}` for `config.init_from`."""
-  tree = {"params": {b: jax.device_get(params[b]) for b in BRANCHES}}
-  ckptr = ocp.StandardCheckpointer()
-  ckptr.save(os.path.abspath(path), tree, force=True)
-  ckptr.wait_until_finished()
+def save_branches(params: Any, path: str, config: ml_collections.ConfigDict) -> None:
+  """Writes the branches (`{"params": {branch: ...}}`) for `config.init_from`,
+  in the one checkpoint format (`checkpoints.save_model`)."""
+  checkpoints.save_model(path, {"params": {b: params[b] for b in BRANCHES}}, {
+      "task": "ma2mi_pretrain", "config": config.to_dict()}, step=config.num_steps)
 
 
 # ----------------------------------------------------------------------------
@@ -257,7 +256,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
            settings["source"], time.time() - t0)
 
   sharder = sharding.make_sharder(config, batch_sizes=("batch_size",))
-  model = models.get_module(config.model_name).Model(**config.model.to_dict())
+  model = models.get_model(config.model_name, task=config.task,
+                           **config.model.to_dict())
   tx = state_lib.make_optimizer(config)
   schedule = state_lib.make_schedule(config)
   rng = jax.random.PRNGKey(config.seed)
@@ -266,8 +266,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   state = jax.device_put(state, state_sharding)
 
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
-  mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, create=True))
+  mngr = checkpoints.manager(ckpt_dir, config.keep_checkpoints)
   meta_path = os.path.join(ckpt_dir, checkpoints.META_FILE)
   if os.path.exists(meta_path):
     changed = _config_changes(_read_json(meta_path).get("config", {}),
@@ -276,29 +275,23 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       log.warning("Resuming %s with a config that differs from the "
                   "checkpointed run's in %s: the result will not match an "
                   "uninterrupted run of either config.", ckpt_dir, changed)
-  if jax.process_index() == 0:
-    checkpoints.write_json(meta_path, {"task": "ma2mi_pretrain", "config": config.to_dict()})
+  checkpoints.write_meta(ckpt_dir, {"task": "ma2mi_pretrain", "config": config.to_dict()})
   # The newest step that restores; a corrupt newer one is warned about and
   # moved to <workdir>/corrupt_checkpoints/ so it can be re-saved.
-  start, restored = checkpoints.restore_latest_valid(
-      mngr, lambda s: mngr.restore(s, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(state), log=ocp.args.JsonRestore())),
-      quarantine=True)
-  history, pending = [], []
-  if start is None:
-    start = 0
-  else:
-    if start > config.num_steps:
-      raise ValueError(
-          f"{ckpt_dir} holds step {start} > config.num_steps="
-          f"{config.num_steps}; use a new workdir or the original num_steps.")
-    state = restored["state"]
-    history = list(restored["log"]["history"])
-    # float32, as fetched from the device: the averages match bit for bit.
-    restored_pending = restored["log"]["pending"]
-    pending = [(start - len(restored_pending) + 1 + i,
-                {k: np.float32(v) for k, v in m.items()})
-               for i, m in enumerate(restored_pending)]
+  start, restored = checkpoints.restore_or_init(
+      mngr, {"state": state}, {"log": _checkpoint_log([], [])})
+  if start > config.num_steps:
+    raise ValueError(
+        f"{ckpt_dir} holds step {start} > config.num_steps="
+        f"{config.num_steps}; use a new workdir or the original num_steps.")
+  state = restored["state"]
+  history = list(restored["log"]["history"])
+  # float32, as fetched from the device: the averages match bit for bit.
+  restored_pending = restored["log"]["pending"]
+  pending = [(start - len(restored_pending) + 1 + i,
+              {k: np.float32(v) for k, v in m.items()})
+             for i, m in enumerate(restored_pending)]
+  if start:
     log.info("MA2MI pretraining resumed from step %d of %d", start,
              config.num_steps)
 
@@ -333,9 +326,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       pending[:] = zip([s for s, _ in pending],
                        jax.device_get([m for _, m in pending]))
       writer.flush()  # the events up to a checkpoint survive a kill
-      mngr.save(done, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state),
-          log=ocp.args.JsonSave(_checkpoint_log(history, [m for _, m in pending]))))
+      checkpoints.save_step(mngr, done, {"state": state}, {
+          "log": _checkpoint_log(history, [m for _, m in pending])})
 
   # Every process draws the same global batch (seeded); each feeds its slice.
   state = loop.train_loop(
@@ -354,7 +346,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   # Exported from the final state (restored or trained): the same bits
   # whether or not the run was interrupted. The marker goes last.
   pretrained = os.path.join(workdir, PRETRAINED_DIR)
-  save_branches(state.params, pretrained)
+  save_branches(state.params, pretrained, config)
   if jax.process_index() == 0:
     checkpoints.write_json(os.path.join(workdir, "loss_history.json"), history)
     if history:

@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from mer_jax import checkpoints
 from mer_jax import config_lib
@@ -142,33 +141,23 @@ class Fold:
               "batch_stats": jax.tree.map(jnp.copy, state.batch_stats),
               "score": jnp.asarray(-1.0, jnp.float32),
               "step": jnp.asarray(0, jnp.int32)}
-    mngr = ocp.CheckpointManager(
-        self.checkpoint_dir, options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.keep_checkpoints, create=True))
-    items = {"state": ocp.args.StandardRestore(state)}
-    if best is not None:
-      items["best"] = ocp.args.StandardRestore(best)
+    mngr = checkpoints.manager(self.checkpoint_dir, config.keep_checkpoints)
     # The newest step that restores; a corrupt newer one is warned about and
     # moved to folds/<subject>/corrupt_checkpoints/ so it can be re-saved.
-    start, restored = checkpoints.restore_latest_valid(
-        mngr, lambda s: mngr.restore(s, args=ocp.args.Composite(**items)),
-        quarantine=True)
-    if start is None:
-      start = 0
-    else:
-      state = restored["state"]
-      best = restored.get("best") if best is not None else None
+    start, restored = checkpoints.restore_or_init(
+        mngr, {"state": state} if best is None else {"state": state, "best": best})
+    state, best = restored["state"], restored.get("best")
+    if start:
       log.info("fold %s: resumed from step %d", self.subject, start)
-    if jax.process_index() == 0:
-      # A checkpoint directory is self-describing: mer_jax.load_model needs
-      # nothing else to rebuild the model and its input pipeline. Written only
-      # after the restore succeeded (atomically), so a failed run never
-      # relabels good checkpoints.
-      checkpoints.write_json(os.path.join(self.checkpoint_dir, checkpoints.META_FILE), {
-          "config": config.to_dict(), "class_names": list(self.corpus.class_names),
-          "test_subject": self.subject, "train_subjects": sorted(
-              {c.subject for c in self.split.train_clips}),
-          "selection": config.protocol.selection})
+    # A checkpoint directory is self-describing: mer_jax.load_model needs
+    # nothing else to rebuild the model and its input pipeline. Written only
+    # after the restore succeeded (atomically), so a failed run never
+    # relabels good checkpoints.
+    checkpoints.write_meta(self.checkpoint_dir, {
+        "config": config.to_dict(), "class_names": list(self.corpus.class_names),
+        "test_subject": self.subject, "train_subjects": sorted(
+            {c.subject for c in self.split.train_clips}),
+        "selection": config.protocol.selection})
     writer = metric_writer.SummaryWriter(self.tb_dir)
     if start:
       writer.restart(start + 1)  # drop what a killed run logged past `start`
@@ -189,10 +178,8 @@ class Fold:
                                  or done == config.num_steps):
       run.best = self._select(state, run.best, done, run.writer)
     if done % config.checkpoint_every == 0 or done == config.num_steps:
-      items = {"state": ocp.args.StandardSave(state)}
-      if run.best is not None:
-        items["best"] = ocp.args.StandardSave(run.best)
-      run.mngr.save(done, args=ocp.args.Composite(**items))
+      checkpoints.save_step(run.mngr, done, {"state": state} if run.best is None
+                            else {"state": state, "best": run.best})
 
   def log_metrics(self, run: FoldRun, host_pending: loop.HostMetrics) -> dict[str, float]:
     """Writes the last of the fetched metrics `[(step, {name: value})]`."""

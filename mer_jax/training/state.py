@@ -11,6 +11,7 @@ import ml_collections
 import optax
 
 from mer_jax import checkpoints
+from mer_jax.data import pipeline
 
 
 @flax.struct.dataclass
@@ -45,12 +46,6 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   return tx
 
 
-def input_shape(config: ml_collections.ConfigDict, batch: int = 1) -> tuple[int, ...]:
-  """`[B, T, H, W, C]` of the clips `config.input` feeds a model (model init)."""
-  i = config.input
-  return (batch, i.num_frames, i.size, i.size, i.channels)
-
-
 def create_train_state(model, tx, config, rng: jax.Array,
                        init_params: Any = None) -> TrainState:
   """Initialises parameters from `rng` (same rng -> same state).
@@ -59,7 +54,7 @@ def create_train_state(model, tx, config, rng: jax.Array,
   and shape match.
   """
   variables = model.init({"params": rng, "dropout": rng},
-                         jnp.zeros(input_shape(config), jnp.float32), train=False)
+                         jnp.zeros(pipeline.clip_shape(config.input), jnp.float32), train=False)
   params = variables["params"]
   if init_params is not None:
     params, _, _ = checkpoints.merge_params(params, init_params)
