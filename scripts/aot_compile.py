@@ -223,6 +223,8 @@ def compile_config(config, topology: str, num_classes: int = 0,
   from mer_jax.training import sharding, steps as steps_lib  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   devices, spec = topology_devices(topology)
+  if config.task == "ma2mi_pretrain":
+    return compile_pretraining(config, topology, devices, spec, largest)
   try:
     sharder = sharding.make_sharder(config, devices)
     steps = steps_lib.build_steps(config, num_classes_of(config, num_classes), sharder)
@@ -264,6 +266,40 @@ def compile_config(config, topology: str, num_classes: int = 0,
   return report
 
 
+def compile_pretraining(config, topology: str, devices, spec: dict[str, Any],
+                        largest: int) -> dict[str, Any]:
+  """MA2MI pretraining's step, built as `tasks/ma2mi_pretrain.run` builds it."""
+  from mer_jax.data import macro_pairs  # pylint: disable=g-import-not-at-top
+  from mer_jax.tasks import ma2mi_pretrain  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  if int(config.protocol.parallel_folds) > 1:
+    raise AotError("fold-parallel LOSO does not apply to task ma2mi_pretrain "
+                   "(pretraining has no folds; its transfer runs are MER configs)")
+  try:
+    sharder = sharding.make_sharder(config, devices, batch_sizes=("batch_size",))
+    built = ma2mi_pretrain.build_step(config, sharder)
+  except ValueError as e:
+    raise AotError(f"{e} (topology {topology}: {len(devices)} devices)") from None
+  b = config.input.batch_size
+  state = abstract(built.abstract_state, built.state_sharding)
+  batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharder.data)
+           for k, (shape, dtype) in macro_pairs.batch_shapes(config, b).items()}
+  rng = jax.ShapeDtypeStruct((2,), np.uint32, sharding=sharder.replicated)
+  train_r = analyse("pretrain", built.train_step, (state, batch, rng), spec, b)
+  return {"topology": topology, "device": spec, "task": config.task,
+          "mesh": dict(sharder.mesh.shape), "model": config.model_name,
+          "datasets": list(config.input.datasets), "batch_size": b,
+          "eval_batch_size": None,
+          "num_params": int(sum(x.size for x in jax.tree.leaves(
+              built.abstract_state.params))),
+          "model_config": config.model.to_dict(), "steps": [train_r],
+          "largest_leaves": largest_leaves(built.abstract_state,
+                                           built.state_sharding, largest),
+          "fits": train_r["fits"], "loso": None,
+          "num_steps": config.num_steps,
+          "pretrain_s": config.num_steps * train_r["roofline_s"]}
+
+
 def _gib(x: float) -> str:
   return f"{x / 2 ** 30:.3f}"
 
@@ -297,6 +333,9 @@ def print_report(r: dict[str, Any]) -> None:
       line += (f", fold-parallel (K={lo['parallel_folds']}) "
                f"{lo['fold_parallel_s']:.1f} s")
     print(line + f" [{lo['note']}]")
+  if "pretrain_s" in r:
+    print(f"Pretraining estimate ({r['num_steps']} steps): "
+          f"{r['pretrain_s']:.1f} s [roofline (lower bound)]")
 
 
 def main(argv) -> int:

@@ -84,6 +84,8 @@ def row(r: dict) -> str:
     loso = f"{lo['sequential_s']:.0f}"
     if "fold_parallel_s" in lo:
       loso += f" / {lo['fold_parallel_s']:.0f}"
+  elif "pretrain_s" in r:
+    loso = f"pretraining {r['pretrain_s']:.0f}"
   return (f"| {name} ({b}) | {r['topology']} | {mode} | "
           f"{'yes' if r['fits'] else 'NO'} | {mem:.0f} MiB "
           f"({100 * max(s['hbm_fraction'] for s in r['steps']):.1f} %) | "

@@ -97,3 +97,18 @@ def test_cli_error_exit(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2
   assert "error: config.input.batch_size=12 is not divisible by the 8" in proc.stderr
+
+
+def test_ma2mi_pretraining_compiles_sharded(aot):
+  # The pretraining task's own step (tasks/ma2mi_pretrain.build_step), over
+  # every device with FSDP; fold-parallel LOSO is refused (no folds).
+  c = _config("ma2mi_synthetic", **{"mesh.fsdp": 2, "mesh.fsdp_min_size": 256})
+  r = aot.compile_config(c, "v5e:2x2")
+  assert r["task"] == "ma2mi_pretrain" and r["mesh"] == {"folds": 1, "data": 2, "fsdp": 2}
+  (step,) = r["steps"]
+  assert step["step"] == "pretrain" and step["flops"] > 0 and step["fits"]
+  assert any("fsdp" in leaf["spec"] for leaf in r["largest_leaves"])
+  assert r["pretrain_s"] == pytest.approx(c.num_steps * step["roofline_s"])
+  with pytest.raises(aot.AotError, match="fold-parallel LOSO does not apply"):
+    aot.compile_config(_config("ma2mi_synthetic", **{
+        "protocol.parallel_folds": 4, "mesh.folds": 4}), "v5e:2x2")

@@ -115,6 +115,16 @@ def _draw(clips: list[MacroClip], rng: np.random.Generator,
   return clip, idx, flip
 
 
+FRAMES = ("frame_t", "frame_tk", "frame_future")
+
+
+def batch_shapes(config: ml_collections.ConfigDict,
+                 batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """`{name: (shape, dtype)}` of `batches`, without reading data (AOT)."""
+  b, _, h, w, c = pipeline.clip_shape(config.input, batch_size)
+  return {k: ((b, h, w, c), np.dtype(np.float32)) for k in FRAMES}
+
+
 def batches(clips: list[MacroClip], config: ml_collections.ConfigDict,
             settings: dict[str, Any], seed: int,
             start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -131,7 +141,7 @@ def batches(clips: list[MacroClip], config: ml_collections.ConfigDict,
   for _ in range(start_step * bsz):
     _draw(clips, rng, settings)
   while True:
-    out = {"frame_t": [], "frame_tk": [], "frame_future": []}
+    out = {k: [] for k in FRAMES}
     for _ in range(bsz):
       clip, idx, flip = _draw(clips, rng, settings)
       x = np.stack([clip.frame(i) for i in idx])  # [3, H, W, 3] uint8

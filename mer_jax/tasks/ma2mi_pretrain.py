@@ -47,6 +47,7 @@ Losses (weights in `config.pretrain`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -180,6 +181,33 @@ def make_train_step(model, tx, settings: dict[str, Any]):
   return train_step
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainSteps:
+  """What `build_step` builds (not compiled): also what AOT compiles."""
+  model: Any
+  tx: optax.GradientTransformation
+  abstract_state: PretrainState
+  state_sharding: PretrainState
+  train_step: Any  # jitted `(state, batch, rng) -> (state, metrics, residual)`
+
+
+def build_step(config: ml_collections.ConfigDict,
+               sharder: sharding.Sharder) -> PretrainSteps:
+  """The model, optimizer, state shardings and the sharded, jitted step."""
+  model = models.get_model(config.model_name, task=config.task,
+                           **config.model.to_dict())
+  tx = state_lib.make_optimizer(config)
+  abstract_state = jax.eval_shape(
+      lambda: create_state(model, tx, config, jax.random.PRNGKey(0)))
+  state_sharding = sharder.tree(abstract_state)
+  train_step = jax.jit(
+      make_train_step(model, tx, pretrain_settings(config)),
+      in_shardings=(state_sharding, sharder.data, sharder.replicated),
+      out_shardings=(state_sharding, sharder.replicated, sharder.data),
+      donate_argnums=(0,))
+  return PretrainSteps(model, tx, abstract_state, state_sharding, train_step)
+
+
 def save_branches(params: Any, path: str, config: ml_collections.ConfigDict) -> None:
   """Writes the branches (`{"params": {branch: ...}}`) for `config.init_from`,
   in the one checkpoint format (`checkpoints.save_model`)."""
@@ -256,14 +284,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
            settings["source"], time.time() - t0)
 
   sharder = sharding.make_sharder(config, batch_sizes=("batch_size",))
-  model = models.get_model(config.model_name, task=config.task,
-                           **config.model.to_dict())
-  tx = state_lib.make_optimizer(config)
+  built = build_step(config, sharder)
   schedule = state_lib.make_schedule(config)
   rng = jax.random.PRNGKey(config.seed)
-  state = create_state(model, tx, config, rng)
-  state_sharding = sharder.tree(state)
-  state = jax.device_put(state, state_sharding)
+  state = create_state(built.model, built.tx, config, rng)
+  state = jax.device_put(state, built.state_sharding)
 
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   mngr = checkpoints.manager(ckpt_dir, config.keep_checkpoints)
@@ -295,10 +320,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     log.info("MA2MI pretraining resumed from step %d of %d", start,
              config.num_steps)
 
-  step_fn = jax.jit(make_train_step(model, tx, settings),
-                    in_shardings=(state_sharding, sharder.data, sharder.replicated),
-                    out_shardings=(state_sharding, sharder.replicated, sharder.data),
-                    donate_argnums=(0,))
+  step_fn = built.train_step
   writer = metric_writer.SummaryWriter(os.path.join(workdir, "tensorboard", "pretrain"))
   if start:
     writer.restart(start + 1)
