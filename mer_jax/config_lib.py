@@ -16,8 +16,8 @@ def base_config() -> ml_collections.ConfigDict:
   """The complete default configuration."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # What scripts/main.py runs: "mer" (train + evaluate under `protocol`) or
-  # another task module `mer_jax/tasks/<task>.py` with run(config, workdir).
+  # What scripts/main.py runs: a task of `mer_jax.tasks.TASKS`, "mer" (train
+  # + evaluate under `protocol`) or "ma2mi_pretrain".
   c.task = "mer"
   # An orbax checkpoint directory to initialise matching parameters from
   # (e.g. MA2MI pretraining); parameters not in it keep their fresh init.

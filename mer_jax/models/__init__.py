@@ -15,6 +15,9 @@ A MER model (`TASK` "mer", the default) defines:
 - optionally `aux_losses(aux, batch, **config.aux_loss) -> dict[str, scalar]`:
   extra loss terms, already weighted, that the trainer adds to the
   cross-entropy. `batch` is the input dict (see `mer_jax.data.pipeline`).
+- optionally `preview(aux, batch) -> (image [B, H, W] in [0, 1], target
+  [B, H, W] or None)`: the per-clip picture the trainer draws for a fold
+  (`config.preview_samples`), e.g. FDP's constructed dynamic image.
 
 A pretraining model (`TASK = "<task>"`, a module of `mer_jax.tasks`) defines
 `Model(**config.model)` with the call signature that task documents (e.g.
