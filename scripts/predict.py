@@ -243,7 +243,7 @@ def run(args) -> tuple[dict, dict]:
   """Returns the JSON result and extras for the timeline (not in the JSON)."""
   from mer_jax import face_track  # pylint: disable=g-import-not-at-top
   from mer_jax import inference  # pylint: disable=g-import-not-at-top
-  from mer_jax import visualize  # pylint: disable=g-import-not-at-top
+  from mer_jax import plots  # pylint: disable=g-import-not-at-top
 
   timing = dict.fromkeys(("decode", "detect", "align", "model", "load"), 0.0)
   # Cheap checks first: a bad input or checkpoint path fails before any model
@@ -339,7 +339,7 @@ def run(args) -> tuple[dict, dict]:
     if args.save_dynamic_image and "dynamic_image" in o:
       path = _dynamic_image_path(args.save_dynamic_image, i, len(spans) > 1)
       # float [H, W] in [0, 1] -> 8-bit grey.
-      visualize.save_png(np.clip(np.rint(o["dynamic_image"] * 255.0), 0, 255)
+      plots.save_png(np.clip(np.rint(o["dynamic_image"] * 255.0), 0, 255)
                          .astype(np.uint8), path)
       c["dynamic_image"] = os.path.abspath(path)
   if args.save_dynamic_image and "dynamic_image" not in outs[0]:

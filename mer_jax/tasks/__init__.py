@@ -25,6 +25,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
   from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
   from mer_jax import run_identity  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
-  run_identity.lock_workdir_multihost(workdir)
   module, fn = TASKS[config.task]
-  return getattr(importlib.import_module(module), fn)(config, workdir)
+  acquired = run_identity.lock_workdir_multihost(workdir)
+  try:
+    return getattr(importlib.import_module(module), fn)(config, workdir)
+  finally:
+    if acquired:  # released by whoever took it (scripts/main.py holds its own)
+      run_identity.unlock_workdir(workdir)
