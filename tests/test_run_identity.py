@@ -113,6 +113,7 @@ def one_fold_run(data_dir, tmp_path_factory):
 
 def test_rerun_with_other_model_seed_or_steps_is_refused(one_fold_run, data_dir):
   from mer_jax import inference, run_identity  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   workdir = one_fold_run
   before = _snapshot(workdir)
   assert {"run.json", "results.json", "config.json",
@@ -160,6 +161,7 @@ def test_overwrite_moves_the_old_run_aside(one_fold_run, tmp_path):
 
 def test_damaged_result_json_is_named(one_fold_run, data_dir, tmp_path):
   from mer_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from mer_jax.training import loso  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "run")
   shutil.copytree(one_fold_run, workdir)
   path = os.path.join(workdir, "folds", FOLD_DIR, "result.json")
