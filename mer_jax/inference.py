@@ -22,6 +22,7 @@ long video, as scripts/predict.py does).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import os
 from typing import Any, Sequence
@@ -291,16 +292,20 @@ class Predictor(ClipClassifier):
 
 def eval_fn(model):
   """`(variables, frames float32 [B, T, S, S, C] normalised) -> {"probs" [B, K],
-  ["dynamic_image" [B, H, W]]}`: the eval forward pass, also what is exported."""
+  ["dynamic_image" [B, H, W]]}`: the eval forward pass, also what is exported.
+
+  `dynamic_image` is the picture of the model module's `preview` hook (FDP's
+  constructed dynamic image, in [0, 1]), for models that have one; the rest
+  of `aux` is internal.
+  """
+  preview = getattr(importlib.import_module(type(model).__module__),
+                    "preview", None)
 
   def apply(variables, frames):
     logits, aux = model.apply(variables, frames, train=False)
     out = {"probs": jax.nn.softmax(logits.astype(jnp.float32), axis=-1)}
-    # FDP-like models reconstruct the clip's dynamic image ([B, H, W], in
-    # [0, 1]); worth returning for inspection, everything else in aux is
-    # internal.
-    if isinstance(aux, dict) and "dynamic_image" in aux:
-      out["dynamic_image"] = aux["dynamic_image"].astype(jnp.float32)
+    if preview is not None:
+      out["dynamic_image"] = preview(aux, {})[0].astype(jnp.float32)
     return out
 
   return apply
