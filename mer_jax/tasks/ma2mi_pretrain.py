@@ -219,11 +219,6 @@ def save_branches(params: Any, path: str, config: ml_collections.ConfigDict) -> 
 # Checkpoints, resume and the finished-run marker.
 
 
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
-
-
 # Keys that do not change the trained weights or the logged history.
 _RESUME_INDIFFERENT = {"progress", "checkpoint_every", "keep_checkpoints"}
 
@@ -241,7 +236,7 @@ def _finished(workdir: str, config: ml_collections.ConfigDict) -> dict[str, Any]
   path = os.path.join(workdir, DONE_FILE)
   if not os.path.exists(path):
     return None
-  done = _read_json(path)
+  done = checkpoints.read_json(path)
   pretrained = os.path.join(workdir, PRETRAINED_DIR)
   if done.get("num_steps") != config.num_steps:
     log.warning("%s finished at num_steps=%s (config.num_steps=%d); not "
@@ -249,7 +244,7 @@ def _finished(workdir: str, config: ml_collections.ConfigDict) -> dict[str, Any]
                 done.get("num_steps"), config.num_steps)
   log.info("MA2MI pretraining in %s already finished (%s steps); branches are "
            "in %s", workdir, done.get("num_steps"), pretrained)
-  history = _read_json(os.path.join(workdir, "loss_history.json"))
+  history = checkpoints.read_json(os.path.join(workdir, "loss_history.json"))
   return {"history": history, "seconds": done.get("seconds"),
           "pretrained": pretrained, "resumed_from": done.get("num_steps"),
           "already_done": True}
@@ -294,7 +289,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mngr = checkpoints.manager(ckpt_dir, config.keep_checkpoints)
   meta_path = os.path.join(ckpt_dir, checkpoints.META_FILE)
   if os.path.exists(meta_path):
-    changed = _config_changes(_read_json(meta_path).get("config", {}),
+    changed = _config_changes(checkpoints.read_json(meta_path).get("config", {}),
                               config.to_dict())
     if changed and checkpoints.step_dirs(ckpt_dir):
       log.warning("Resuming %s with a config that differs from the "
