@@ -30,6 +30,9 @@ a machine without TPUs; that is harmless here.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -58,6 +61,14 @@ flags.DEFINE_integer("num_classes", 0,
                      "Classes of the head (0: from the dataset builder's "
                      "metadata, which needs no built data).")
 flags.DEFINE_integer("largest", 4, "How many of the largest state leaves to list.")
+flags.DEFINE_string("program_cache", None,
+                    "Folder of analyses keyed by the lowered program's sha256: "
+                    "a step whose program (StableHLO text, topology, jax "
+                    "version) is byte-identical to one compiled before "
+                    "reuses its memory and cost analyses instead of "
+                    "compiling again. JAX's own compilation cache cannot "
+                    "load executables compiled for a topology without "
+                    "chips, hence this.")
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
@@ -143,24 +154,74 @@ def abstract_batch(config, batch_size: int, sharding, folds: int = 0):
                                                          batch_size).items()}
 
 
-def analyse(name: str, jitted, args, spec: dict[str, Any], clips: int) -> dict[str, Any]:
-  """Compiles `jitted(*args)` and reads its memory and cost analyses."""
+def _compile_analyses(lowered) -> dict[str, Any]:
   t0 = time.perf_counter()
-  compiled = jitted.lower(*args).compile()
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis() or {}
   if isinstance(cost, list):  # older jax: one dict per program
     cost = cost[0] if cost else {}
-  arg, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
-  alias, temp = mem.alias_size_in_bytes, mem.temp_size_in_bytes
+  return {"compile_s": round(compile_s, 1),
+          "argument_bytes": int(mem.argument_size_in_bytes),
+          "output_bytes": int(mem.output_size_in_bytes),
+          "alias_bytes": int(mem.alias_size_in_bytes),
+          "temp_bytes": int(mem.temp_size_in_bytes),
+          "flops": float(cost.get("flops", 0.0)),
+          "bytes_accessed": float(cost.get("bytes accessed", 0.0))}
+
+
+def program_key(lowered, topology: str) -> str:
+  """sha256 of what the compiler sees: program text, topology, versions."""
+  h = hashlib.sha256()
+  for part in (topology, jax.__version__, _libtpu_version(), lowered.as_text()):
+    h.update(part.encode())
+    h.update(b"\0")
+  return h.hexdigest()
+
+
+def _libtpu_version() -> str:
+  try:
+    return importlib.metadata.version("libtpu")
+  except importlib.metadata.PackageNotFoundError:
+    return ""
+
+
+def analyse(name: str, jitted, args, spec: dict[str, Any], clips: int,
+            topology: str = "", cache: str | None = None,
+            source: str = "") -> dict[str, Any]:
+  """Compiles `jitted(*args)` and reads its memory and cost analyses.
+
+  With `cache`, a program already compiled for this topology (same sha256 of
+  its lowered text) reuses the stored analyses: they are functions of the
+  program and the compiler alone.
+  """
+  lowered = jitted.lower(*args)
+  key = program_key(lowered, topology)
+  path = os.path.join(cache, key + ".json") if cache else None
+  reused_from = None
+  if path and os.path.exists(path):
+    with open(path) as f:
+      a = json.load(f)
+    reused_from = a.pop("source")
+  else:
+    a = _compile_analyses(lowered)
+    if path:
+      os.makedirs(cache, exist_ok=True)
+      tmp = f"{path}.{os.getpid()}.tmp"
+      with open(tmp, "w") as f:
+        json.dump({**a, "source": source}, f)
+      os.replace(tmp, path)
+  compile_s = a["compile_s"]
+  arg, out = a["argument_bytes"], a["output_bytes"]
+  alias, temp = a["alias_bytes"], a["temp_bytes"]
   # Donated inputs alias their outputs: count those bytes once.
   total = arg + out - alias + temp
-  flops = float(cost.get("flops", 0.0))
-  nbytes = float(cost.get("bytes accessed", 0.0))
+  flops, nbytes = a["flops"], a["bytes_accessed"]
   t_flops, t_bytes = flops / spec["peak_flops"], nbytes / spec["hbm_bytes_per_s"]
   t = max(t_flops, t_bytes)
-  return {"step": name, "compile_s": round(compile_s, 1),
+  return {"step": name, "compile_s": compile_s, "program_sha256": key,
+          "reused_from": reused_from,
           "argument_bytes": int(arg), "output_bytes": int(out),
           "alias_bytes": int(alias), "temp_bytes": int(temp),
           "total_bytes": int(total), "hbm_bytes": int(spec["hbm_bytes"]),
@@ -217,14 +278,19 @@ def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
 
 
 def compile_config(config, topology: str, num_classes: int = 0,
-                   largest: int = 4) -> dict[str, Any]:
-  """Builds everything as `loso.train_and_evaluate` would and compiles it."""
+                   largest: int = 4, cache: str | None = None,
+                   source: str = "") -> dict[str, Any]:
+  """Builds everything as `loso.train_and_evaluate` would and compiles it.
+
+  `cache`/`source`: see `analyse` (source names this row in the cache).
+  """
   from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
   from mer_jax.training import sharding, steps as steps_lib  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   devices, spec = topology_devices(topology)
   if config.task == "ma2mi_pretrain":
-    return compile_pretraining(config, topology, devices, spec, largest)
+    return compile_pretraining(config, topology, devices, spec, largest,
+                               cache, source)
   try:
     sharder = sharding.make_sharder(config, devices)
     steps = steps_lib.build_steps(config, num_classes_of(config, num_classes), sharder)
@@ -240,11 +306,13 @@ def compile_config(config, topology: str, num_classes: int = 0,
             "num_params": int(sum(x.size for x in jax.tree.leaves(
                 steps.abstract_state.params))),
             "model_config": config.model.to_dict(), "steps": []}
-  train_r = analyse("train", steps.train_step,
-                    (state, abstract_batch(config, b, sharder.data), rng), spec, b)
-  eval_r = analyse("eval", steps.eval_step,
-                   (state.params, state.batch_stats,
-                    abstract_batch(config, eb, sharder.data)), spec, eb)
+  run = functools.partial(analyse, spec=spec, topology=topology, cache=cache,
+                          source=source)
+  train_r = run("train", steps.train_step,
+                (state, abstract_batch(config, b, sharder.data), rng), clips=b)
+  eval_r = run("eval", steps.eval_step,
+               (state.params, state.batch_stats,
+                abstract_batch(config, eb, sharder.data)), clips=eb)
   report["steps"] += [train_r, eval_r]
   fold_r = None
   if steps.fold_train_step is not None:
@@ -255,9 +323,9 @@ def compile_config(config, topology: str, num_classes: int = 0,
         steps.abstract_state, stacked)
     rngs = jax.ShapeDtypeStruct((k, 2), np.uint32,
                                 sharding=sharder.stacked(sharder.replicated))
-    fold_r = analyse(f"train x{k} folds", steps.fold_train_step,
-                     (sstate, abstract_batch(config, b, sharder.stacked_data, k),
-                      rngs), spec, k * b)
+    fold_r = run(f"train x{k} folds", steps.fold_train_step,
+                 (sstate, abstract_batch(config, b, sharder.stacked_data, k),
+                  rngs), clips=k * b)
     report["steps"].append(fold_r)
   report["largest_leaves"] = largest_leaves(steps.abstract_state,
                                             steps.state_sharding, largest)
@@ -267,7 +335,8 @@ def compile_config(config, topology: str, num_classes: int = 0,
 
 
 def compile_pretraining(config, topology: str, devices, spec: dict[str, Any],
-                        largest: int) -> dict[str, Any]:
+                        largest: int, cache: str | None = None,
+                        source: str = "") -> dict[str, Any]:
   """MA2MI pretraining's step, built as `tasks/ma2mi_pretrain.run` builds it."""
   from mer_jax.data import macro_pairs  # pylint: disable=g-import-not-at-top
   from mer_jax.tasks import ma2mi_pretrain  # pylint: disable=g-import-not-at-top
@@ -285,7 +354,8 @@ def compile_pretraining(config, topology: str, devices, spec: dict[str, Any],
   batch = {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sharder.data)
            for k, (shape, dtype) in macro_pairs.batch_shapes(config, b).items()}
   rng = jax.ShapeDtypeStruct((2,), np.uint32, sharding=sharder.replicated)
-  train_r = analyse("pretrain", built.train_step, (state, batch, rng), spec, b)
+  train_r = analyse("pretrain", built.train_step, (state, batch, rng), spec, b,
+                    topology=topology, cache=cache, source=source)
   return {"topology": topology, "device": spec, "task": config.task,
           "mesh": dict(sharder.mesh.shape), "model": config.model_name,
           "datasets": list(config.input.datasets), "batch_size": b,
@@ -321,6 +391,10 @@ def print_report(r: dict[str, Any]) -> None:
           f"{s['bytes_accessed'] / 1e9:>8.3f}{1e3 * s['roofline_s']:>8.3f}ms"
           f"{s['bound']:>8}{s['clips_per_s'] or 0:>10.0f}")
   print("(bytes in GiB per device; FLOPs and bytes accessed per device)")
+  for s in r["steps"]:
+    if s.get("reused_from"):
+      print(f"{s['step']}: program {s['program_sha256'][:12]} is byte-identical "
+            f"to {s['reused_from']}'s; its analyses were reused, not recompiled")
   print("largest state leaves (per-device bytes, sharding):")
   for leaf in r["largest_leaves"]:
     print(f"  {leaf['path']:<60} {leaf['shape']} {leaf['dtype']} "
@@ -338,11 +412,19 @@ def print_report(r: dict[str, Any]) -> None:
           f"{r['pretrain_s']:.1f} s [roofline (lower bound)]")
 
 
+def _row_name() -> str:
+  """The config file and its non-default overrides, to name a cached row."""
+  name = os.path.basename(FLAGS["config"].config_filename)
+  over = [a for a in sys.argv[1:] if a.startswith("--config.")]
+  return " ".join([name, f"--topology={FLAGS.topology}", *over])
+
+
 def main(argv) -> int:
   del argv
   try:
     report = compile_config(FLAGS.config, FLAGS.topology, FLAGS.num_classes,
-                            FLAGS.largest)
+                            FLAGS.largest, FLAGS.program_cache,
+                            source=_row_name())
   except AotError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -12,8 +12,18 @@ Each row is one command, printed before it runs, e.g.
 Modes: dp (data parallel over every device), fsdp (`mesh.fsdp=2`: state
 leaves of >= `mesh.fsdp_min_size` elements split in two), folds (fold-
 parallel LOSO, `protocol.parallel_folds = mesh.folds =` the device count:
-one fold per device). Writes one JSON per row and `table.md` (markdown) in
-`--out`; a row that does not divide or fit shows the error.
+one fold per device); for `fdp_official_*` also f32 (data parallel with
+`model.matmul_dtype=float32`: the official float32 operands instead of the
+TPU default bfloat16) and im2col (data parallel with
+`model.im2col_max_pixels=1024`: the CPU route's 3x3 convs as matmuls instead
+of the TPU's convolutions). Writes one JSON per row and `table.md`
+(markdown) in `--out`; a row that does not divide or fit shows the error.
+
+Rows run in `--jobs` processes. Rows of one (topology, mode) run in order in
+one process and share `--program_cache`: a step whose lowered program is
+byte-identical to one compiled before (e.g. `fdp_samm` and `fdp_casme2`:
+same model, classes and shapes) reuses its analyses, and its JSON says so
+(`reused_from`).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent import futures
 
 from absl import app
 from absl import flags
@@ -34,7 +45,11 @@ flags.DEFINE_string("out", "aot", "Folder for the JSON files and table.md.")
 flags.DEFINE_list("configs", None, "Config names (default: fdp_*, miacnet_*, "
                   "ma2mi_* in configs/).")
 flags.DEFINE_list("topologies", list(TOPOLOGY_DEVICES), "TPU topologies.")
-flags.DEFINE_list("modes", ["dp", "fsdp", "folds"], "dp, fsdp, folds.")
+flags.DEFINE_list("modes", ["dp", "fsdp", "folds"],
+                  "dp, fsdp, folds, f32, im2col (the last two: fdp_official_* only).")
+flags.DEFINE_integer("jobs", 1, "Rows compiled at once (one process each).")
+flags.DEFINE_string("program_cache", None, "Analyses by program sha256 "
+                    "(default: <out>/.programs, not meant for git).")
 flags.DEFINE_bool("table_only", False, "Only rebuild table.md from the JSONs.")
 FLAGS = flags.FLAGS
 
@@ -47,29 +62,48 @@ def overrides(mode: str, devices: int) -> list[str]:
   if mode == "folds":
     return [f"--config.protocol.parallel_folds={devices}",
             f"--config.mesh.folds={devices}"]
-  raise ValueError(f"unknown mode {mode!r}: dp, fsdp, folds")
+  if mode == "f32":
+    return ["--config.model.matmul_dtype=float32"]
+  if mode == "im2col":
+    return ["--config.model.im2col_max_pixels=1024"]
+  raise ValueError(f"unknown mode {mode!r}: dp, fsdp, folds, f32, im2col")
 
 
-def run_row(config: str, topology: str, mode: str, out: str) -> None:
+def applies(config: str, mode: str) -> bool:
+  """Fold-parallel needs folds; the matmul options exist in fdp_official."""
+  if mode == "folds":
+    return not config.startswith("ma2mi_")  # pretraining has no folds
+  if mode in ("f32", "im2col"):
+    return config.startswith("fdp_official_")
+  return True
+
+
+def run_row(config: str, topology: str, mode: str, out: str, cache: str) -> str:
   path = os.path.join(out, f"{config}.{topology.replace(':', '_')}.{mode}.json")
   cmd = [sys.executable, "scripts/aot_compile.py",
          f"--config=configs/{config}.py", f"--topology={topology}",
          *overrides(mode, TOPOLOGY_DEVICES[topology]), f"--json={path}"]
   print("$", " ".join(cmd[1:]), flush=True)
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+  proc = subprocess.run(cmd + [f"--program_cache={cache}"], cwd=ROOT,
+                        capture_output=True, text=True)
   errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   if proc.returncode and not os.path.exists(path):
     with open(path, "w") as f:
       json.dump({"config": f"configs/{config}.py", "topology": topology,
                  "error": errors[-1] if errors else proc.stderr[-500:]}, f)
-  print("\n".join(errors) or "ok", flush=True)
+  return f"{config} {topology} {mode}: " + ("; ".join(errors) or "ok")
+
+
+def run_group(rows: list[tuple[str, str, str]], out: str, cache: str) -> None:
+  for config, topology, mode in rows:
+    print(run_row(config, topology, mode, out, cache), flush=True)
 
 
 def row(r: dict) -> str:
   name = os.path.basename(r["config"]).replace(".py", "")
   mode = r["mode"]
   if "error" in r:
-    return f"| {name} | {r['topology']} | {mode} | no: {r['error'].removeprefix('error: ')} |||||"
+    return f"| {name} | {r['topology']} | {mode} | no: {r['error'].removeprefix('error: ')} ||||||"
   cells = []
   for s in r["steps"]:
     if s["step"] == "eval":
@@ -113,10 +147,13 @@ def main(argv) -> None:
     configs = FLAGS.configs or sorted(
         os.path.basename(p)[:-3] for pat in ("fdp_*", "miacnet_*", "ma2mi_*")
         for p in glob.glob(os.path.join(ROOT, "configs", pat + ".py")))
-    for config in configs:
-      for topology in FLAGS.topologies:
-        for mode in FLAGS.modes:
-          run_row(config, topology, mode, FLAGS.out)
+    cache = FLAGS.program_cache or os.path.join(FLAGS.out, ".programs")
+    groups = {(t, m): [(c, t, m) for c in configs if applies(c, m)]
+              for t in FLAGS.topologies for m in FLAGS.modes}
+    with futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
+      for f in [pool.submit(run_group, rows, FLAGS.out, cache)
+                for rows in groups.values() if rows]:
+        f.result()
   text = table(FLAGS.out)
   with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
     f.write(text + "\n")
