@@ -12,8 +12,9 @@ path: `sharding.make_sharder` (mesh, batch checks) and `steps.build_steps`
 `jax.experimental.topologies.get_topology_desc`) and the inputs are
 `jax.ShapeDtypeStruct`s. The real TPU compiler (libtpu) compiles them.
 
-Reported per compiled step (train, eval and, with `protocol.parallel_folds`
-> 1, the fold-parallel train step): per-device argument / output / temp
+Reported per compiled step (train and eval; with `protocol.parallel_folds`
+> 1, the fold-parallel train step and eval, plus the one-fold step with
+`--single_fold_step`): per-device argument / output / temp
 bytes and their sum against the device's HBM, FLOPs and bytes accessed per
 device (XLA cost analysis of the partitioned program), a roofline time
 max(FLOPs / peak, bytes / HBM bandwidth) from `CHIPS` below, clips per
@@ -60,6 +61,9 @@ flags.DEFINE_string("json", None, "Write the report as JSON here.")
 flags.DEFINE_integer("num_classes", 0,
                      "Classes of the head (0: from the dataset builder's "
                      "metadata, which needs no built data).")
+flags.DEFINE_bool("single_fold_step", False,
+                  "With protocol.parallel_folds > 1, also compile the one-fold "
+                  "train step (used only for a group left with one fold).")
 flags.DEFINE_integer("largest", 4, "How many of the largest state leaves to list.")
 flags.DEFINE_string("program_cache", None,
                     "Folder of analyses keyed by the lowered program's sha256: "
@@ -91,7 +95,8 @@ CHIPS = {
 # docstrings (whole corpus: a protocol that drops classes has fewer clips,
 # and possibly fewer subjects).
 CORPORA = {"casme2": (26, 255), "samm": (32, 159), "smic": (16, 164),
-           "casme3": (100, 860), "casme_sq": (22, 57), "ck_plus": (123, 593)}
+           "casme3": (100, 860), "casme_sq": (22, 57), "ck_plus": (123, 593),
+           "mmew": (36, 300)}
 
 
 class AotError(Exception):
@@ -246,9 +251,13 @@ def largest_leaves(abstract_state, shardings, n: int) -> list[dict[str, Any]]:
   return rows[:n]
 
 
-def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
+def loso_estimate(config, train: dict[str, Any] | None, evals: dict[str, Any],
                   fold_train: dict[str, Any] | None) -> dict[str, Any] | None:
-  """Roofline wall time of the whole protocol, sequential vs fold-parallel."""
+  """Roofline wall time of the whole protocol, sequential vs fold-parallel.
+
+  `train` None (a fold-parallel report): no sequential time; take it from
+  the data-parallel report of the same config and topology.
+  """
   bases = [d.split("/")[0] for d in config.input.datasets]
   if not all(b in CORPORA for b in bases):
     return None
@@ -262,13 +271,11 @@ def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
   eval_batches = math.ceil(clips / config.input.eval_batch_size) + subjects
   eval_s = eval_batches * evals["roofline_s"]
   out = {"folds": subjects, "clips": clips, "steps_per_fold": steps,
-         "sequential_s": subjects * steps * train["roofline_s"] + eval_s,
+         "sequential_s": (subjects * steps * train["roofline_s"] + eval_s
+                          if train else None),
          "eval_s": eval_s, "note": ("roofline (lower bound); corpus sizes "
                                     "from the builders; inner_val selection "
-                                    "evals not included; with mesh.folds > 1 "
-                                    "the sequential step is replicated over "
-                                    "the fold axis: take the sequential time "
-                                    "from a data-parallel run")}
+                                    "evals not included")}
   if fold_train is not None:
     k = int(config.protocol.parallel_folds)
     out["parallel_folds"] = k
@@ -279,10 +286,15 @@ def loso_estimate(config, train: dict[str, Any], evals: dict[str, Any],
 
 def compile_config(config, topology: str, num_classes: int = 0,
                    largest: int = 4, cache: str | None = None,
-                   source: str = "") -> dict[str, Any]:
+                   source: str = "", single_fold_step: bool = False
+                   ) -> dict[str, Any]:
   """Builds everything as `loso.train_and_evaluate` would and compiles it.
 
-  `cache`/`source`: see `analyse` (source names this row in the cache).
+  With `protocol.parallel_folds` > 1 the steps are the fold-parallel train
+  step and the eval step; the one-fold train step (run only for a group
+  left with one fold, and replicated over the fold axis on this mesh) is
+  compiled too with `single_fold_step`. `cache`/`source`: see `analyse`
+  (source names this row in the cache).
   """
   from mer_jax import config_lib  # pylint: disable=g-import-not-at-top
   from mer_jax.training import sharding, steps as steps_lib  # pylint: disable=g-import-not-at-top
@@ -308,12 +320,15 @@ def compile_config(config, topology: str, num_classes: int = 0,
             "model_config": config.model.to_dict(), "steps": []}
   run = functools.partial(analyse, spec=spec, topology=topology, cache=cache,
                           source=source)
-  train_r = run("train", steps.train_step,
-                (state, abstract_batch(config, b, sharder.data), rng), clips=b)
+  train_r = None
+  if steps.fold_train_step is None or single_fold_step:
+    train_r = run("train", steps.train_step,
+                  (state, abstract_batch(config, b, sharder.data), rng), clips=b)
+    report["steps"].append(train_r)
   eval_r = run("eval", steps.eval_step,
                (state.params, state.batch_stats,
                 abstract_batch(config, eb, sharder.data)), clips=eb)
-  report["steps"] += [train_r, eval_r]
+  report["steps"].append(eval_r)
   fold_r = None
   if steps.fold_train_step is not None:
     k = steps.parallel_folds
@@ -401,11 +416,15 @@ def print_report(r: dict[str, Any]) -> None:
           f"{leaf['spec']} {leaf['bytes_per_device']:,} B")
   lo = r.get("loso")
   if lo:
-    line = (f"LOSO estimate ({lo['folds']} folds x {lo['steps_per_fold']} steps, "
-            f"{lo['clips']} test clips): sequential {lo['sequential_s']:.1f} s")
+    parts = []
+    if lo["sequential_s"] is not None:
+      parts.append(f"sequential {lo['sequential_s']:.1f} s")
     if "fold_parallel_s" in lo:
-      line += (f", fold-parallel (K={lo['parallel_folds']}) "
-               f"{lo['fold_parallel_s']:.1f} s")
+      parts.append(f"fold-parallel (K={lo['parallel_folds']}) "
+                   f"{lo['fold_parallel_s']:.1f} s (sequential: see the "
+                   "data-parallel report)")
+    line = (f"LOSO estimate ({lo['folds']} folds x {lo['steps_per_fold']} steps, "
+            f"{lo['clips']} test clips): " + ", ".join(parts))
     print(line + f" [{lo['note']}]")
   if "pretrain_s" in r:
     print(f"Pretraining estimate ({r['num_steps']} steps): "
@@ -424,7 +443,8 @@ def main(argv) -> int:
   try:
     report = compile_config(FLAGS.config, FLAGS.topology, FLAGS.num_classes,
                             FLAGS.largest, FLAGS.program_cache,
-                            source=_row_name())
+                            source=_row_name(),
+                            single_fold_step=FLAGS.single_fold_step)
   except AotError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

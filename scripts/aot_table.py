@@ -20,8 +20,8 @@ of the TPU's convolutions). Writes one JSON per row and `table.md`
 (markdown) in `--out`; a row that does not divide or fit shows the error.
 
 Rows run in `--jobs` processes. Rows of one (topology, mode) run in order in
-one process and share `--program_cache`: a step whose lowered program is
-byte-identical to one compiled before (e.g. `fdp_samm` and `fdp_casme2`:
+one process and share `--programs` (aot_compile.py's `--program_cache`): a
+step whose lowered program is byte-identical to one compiled before (e.g. `fdp_samm` and `fdp_casme2`:
 same model, classes and shapes) reuses its analyses, and its JSON says so
 (`reused_from`).
 """
@@ -48,7 +48,7 @@ flags.DEFINE_list("topologies", list(TOPOLOGY_DEVICES), "TPU topologies.")
 flags.DEFINE_list("modes", ["dp", "fsdp", "folds"],
                   "dp, fsdp, folds, f32, im2col (the last two: fdp_official_* only).")
 flags.DEFINE_integer("jobs", 1, "Rows compiled at once (one process each).")
-flags.DEFINE_string("program_cache", None, "Analyses by program sha256 "
+flags.DEFINE_string("programs", None, "Analyses by program sha256 "
                     "(default: <out>/.programs, not meant for git).")
 flags.DEFINE_bool("table_only", False, "Only rebuild table.md from the JSONs.")
 FLAGS = flags.FLAGS
@@ -99,44 +99,128 @@ def run_group(rows: list[tuple[str, str, str]], out: str, cache: str) -> None:
     print(run_row(config, topology, mode, out, cache), flush=True)
 
 
-def row(r: dict) -> str:
-  name = os.path.basename(r["config"]).replace(".py", "")
-  mode = r["mode"]
-  if "error" in r:
-    return f"| {name} | {r['topology']} | {mode} | no: {r['error'].removeprefix('error: ')} ||||||"
-  cells = []
-  for s in r["steps"]:
-    if s["step"] == "eval":
-      continue
-    cells.append(s)
-  train = cells[-1]  # the fold-parallel step when there is one
-  b = r["batch_size"]
-  mem = max(s["total_bytes"] for s in r["steps"]) / 2 ** 20
-  lo = r.get("loso") or {}
-  loso = ""
-  if lo:
-    loso = f"{lo['sequential_s']:.0f}"
-    if "fold_parallel_s" in lo:
-      loso += f" / {lo['fold_parallel_s']:.0f}"
-  elif "pretrain_s" in r:
-    loso = f"pretraining {r['pretrain_s']:.0f}"
-  return (f"| {name} ({b}) | {r['topology']} | {mode} | "
-          f"{'yes' if r['fits'] else 'NO'} | {mem:.0f} MiB "
-          f"({100 * max(s['hbm_fraction'] for s in r['steps']):.1f} %) | "
-          f"{1e3 * train['roofline_s']:.2f} ms ({train['bound']}) | "
-          f"{train['clips_per_s']:.0f} | {train['flops'] / 1e9:.1f} | {loso} |")
+TOPOLOGY_ORDER = list(TOPOLOGY_DEVICES)
+MODE_ORDER = ["dp", "fsdp", "folds", "f32", "im2col"]
 
 
-def table(out: str) -> str:
-  lines = ["| config (batch) | topology | mode | fits | peak memory / device "
-           "(% HBM) | est. train step | clips/s | GFLOP / device / step | "
-           "LOSO est. s (seq / fold-par.) |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+def load(out: str) -> list[dict]:
+  """Every row JSON in `out`, with `name` and `mode` from its file name."""
+  rows = []
+  for path in glob.glob(os.path.join(out, "*.json")):
     with open(path) as f:
       r = json.load(f)
-    r["mode"] = os.path.basename(path).split(".")[-2]
-    lines.append(row(r))
+    name, topo, mode = os.path.basename(path)[:-len(".json")].split(".")
+    r.update(name=name, mode=mode)
+    rows.append(r)
+  rank = lambda r: (r["name"], TOPOLOGY_ORDER.index(r["topology"])
+                    if r["topology"] in TOPOLOGY_ORDER else 99,
+                    MODE_ORDER.index(r["mode"]) if r["mode"] in MODE_ORDER else 99)
+  return sorted(rows, key=rank)
+
+
+def train_step(r: dict) -> dict:
+  """The step the protocol repeats: the fold-parallel one when there is one."""
+  return [s for s in r["steps"] if s["step"] != "eval"][-1]
+
+
+def peak(r: dict) -> str:
+  mem = max(s["total_bytes"] for s in r["steps"]) / 2 ** 20
+  return f"{mem:.0f} MiB ({100 * max(s['hbm_fraction'] for s in r['steps']):.1f} %)"
+
+
+def loso_cell(r: dict, by_key: dict) -> str:
+  """Sequential / fold-parallel protocol time in seconds (roofline).
+
+  A fold-parallel row's own sequential step is replicated over the fold
+  axis, so its sequential time is taken from the data-parallel row.
+  """
+  lo = r.get("loso") or {}
+  if "pretrain_s" in r:
+    return f"pretraining {r['pretrain_s']:.0f}"
+  if not lo:
+    return ""
+  if "fold_parallel_s" not in lo:
+    return f"{lo['sequential_s']:.0f}"
+  dp = by_key.get((r["name"], r["topology"], "dp"))
+  seq = (f"{dp['loso']['sequential_s']:.0f}" if dp and dp.get("loso")
+         else "?")
+  return f"{seq} / {lo['fold_parallel_s']:.0f} (K={lo['parallel_folds']})"
+
+
+def compiled_cell(r: dict) -> str:
+  sources = {s.get("reused_from") for s in r["steps"]} - {None}
+  if sources:
+    return "reused: " + ", ".join(sorted(x.split(" ")[0][:-len(".py")]
+                                         for x in sources))
+  return f"{sum(s['compile_s'] for s in r['steps']):.0f}"
+
+
+def row(r: dict, by_key: dict) -> str:
+  head = f"| {r['name']} ({r.get('batch_size', '?')}) | {r['topology']} | {r['mode']} | "
+  if "error" in r:
+    return head.replace(f" ({r.get('batch_size', '?')})", "") + (
+        f"no: {r['error'].removeprefix('error: ')} | | | | | | |")
+  t = train_step(r)
+  return head + (f"{'yes' if r['fits'] else 'NO'} | {peak(r)} | "
+                 f"{1e3 * t['roofline_s']:.2f} ms ({t['bound']}) | "
+                 f"{t['clips_per_s']:.0f} | {t['flops'] / 1e9:.1f} | "
+                 f"{loso_cell(r, by_key)} | {compiled_cell(r)} |")
+
+
+def table(rows: list[dict]) -> str:
+  """Every row: config x topology x mode."""
+  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  lines = ["| config (batch) | topology | mode | fits | peak memory / device "
+           "(% HBM) | est. train step | clips/s | GFLOP / device / step | "
+           "LOSO est. s (seq / fold-par.) | compile s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  lines += [row(r, by_key) for r in rows]
+  return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> str:
+  """Config x topology, data parallel: est. train step and peak memory."""
+  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  names = sorted({r["name"] for r in rows})
+  topos = [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
+  lines = ["| config (batch) | " + " | ".join(
+      f"{t} ({TOPOLOGY_DEVICES[t]} devices)" for t in topos) + " |",
+           "|---|" + "---|" * len(topos)]
+  for name in names:
+    cells, batch = [], "?"
+    for t in topos:
+      r = by_key.get((name, t, "dp"))
+      if r is None:
+        cells.append("not run")
+      elif "error" in r:
+        cells.append("does not divide" if "divis" in r["error"] else "no")
+      else:
+        batch = r["batch_size"]
+        s = train_step(r)
+        cells.append(f"{'' if r['fits'] else 'NO: '}{1e3 * s['roofline_s']:.1f} ms, "
+                     f"{s['clips_per_s']:.0f} clips/s, {peak(r)}")
+    lines.append(f"| {name} ({batch}) | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def loso_summary(rows: list[dict], topology: str = "v5e:2x2") -> str:
+  """Per real-corpus config on `topology`: protocol time by mode."""
+  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  lines = ["| config | folds x steps | sequential, dp (s) | sequential, fsdp (s) "
+           "| fold-parallel (s) |", "|---|---|---|---|---|"]
+  for name in sorted({r["name"] for r in rows}):
+    got = {m: by_key.get((name, topology, m)) for m in ("dp", "fsdp", "folds")}
+    lo = next((g["loso"] for g in got.values() if g and g.get("loso")), None)
+    if lo is None:
+      continue
+    def seq(r):
+      return f"{r['loso']['sequential_s']:.0f}" if r and r.get("loso") else "-"
+    f = got["folds"]
+    par = (f"{f['loso']['fold_parallel_s']:.0f} (K={f['loso']['parallel_folds']})"
+           if f and f.get("loso") and "fold_parallel_s" in f["loso"]
+           else (f["error"].removeprefix("error: ") if f and "error" in f else "-"))
+    lines.append(f"| {name} | {lo['folds']} x {lo['steps_per_fold']} | "
+                 f"{seq(got['dp'])} | {seq(got['fsdp'])} | {par} |")
   return "\n".join(lines)
 
 
@@ -147,14 +231,15 @@ def main(argv) -> None:
     configs = FLAGS.configs or sorted(
         os.path.basename(p)[:-3] for pat in ("fdp_*", "miacnet_*", "ma2mi_*")
         for p in glob.glob(os.path.join(ROOT, "configs", pat + ".py")))
-    cache = FLAGS.program_cache or os.path.join(FLAGS.out, ".programs")
+    cache = FLAGS.programs or os.path.join(FLAGS.out, ".programs")
     groups = {(t, m): [(c, t, m) for c in configs if applies(c, m)]
               for t in FLAGS.topologies for m in FLAGS.modes}
     with futures.ThreadPoolExecutor(FLAGS.jobs) as pool:
       for f in [pool.submit(run_group, rows, FLAGS.out, cache)
                 for rows in groups.values() if rows]:
         f.result()
-  text = table(FLAGS.out)
+  rows = load(FLAGS.out)
+  text = "\n\n".join([summary(rows), loso_summary(rows), table(rows)])
   with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
     f.write(text + "\n")
   print(text)
