@@ -215,7 +215,7 @@ def analyse(name: str, jitted, args, spec: dict[str, Any], clips: int,
       os.makedirs(cache, exist_ok=True)
       tmp = f"{path}.{os.getpid()}.tmp"
       with open(tmp, "w") as f:
-        json.dump({**a, "source": source}, f)
+        json.dump({**a, "source": source or "an earlier compile"}, f)
       os.replace(tmp, path)
   compile_s = a["compile_s"]
   arg, out = a["argument_bytes"], a["output_bytes"]
@@ -345,7 +345,10 @@ def compile_config(config, topology: str, num_classes: int = 0,
   report["largest_leaves"] = largest_leaves(steps.abstract_state,
                                             steps.state_sharding, largest)
   report["fits"] = all(r["fits"] for r in report["steps"])
-  report["loso"] = loso_estimate(config, train_r, eval_r, fold_r)
+  # The one-fold step of a fold-parallel mesh is replicated over the fold
+  # axis: no sequential estimate from it.
+  report["loso"] = loso_estimate(config, train_r if fold_r is None else None,
+                                 eval_r, fold_r)
   return report
 
 
@@ -440,6 +443,9 @@ def _row_name() -> str:
 
 def main(argv) -> int:
   del argv
+  # JAX's persistent cache cannot load executables compiled for a topology
+  # without chips (it warns on every read): `--program_cache` replaces it.
+  jax.config.update("jax_enable_compilation_cache", False)
   try:
     report = compile_config(FLAGS.config, FLAGS.topology, FLAGS.num_classes,
                             FLAGS.largest, FLAGS.program_cache,

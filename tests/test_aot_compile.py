@@ -63,10 +63,11 @@ def test_fsdp_shards_state_and_reports(aot, name):
     assert r["loso"]["folds"] == aot.CORPORA["samm"][0]
 
 
-def test_fold_parallel_costs_per_device(aot):
+def test_fold_parallel_costs_per_device(aot, tmp_path):
   c = _config("fdp_official_samm", **{"protocol.parallel_folds": 4,
                                       "mesh.folds": 4})
-  r = aot.compile_config(c, "v5e:2x2", single_fold_step=True)
+  cache = str(tmp_path / "programs")
+  r = aot.compile_config(c, "v5e:2x2", single_fold_step=True, cache=cache)
   assert r["mesh"] == {"folds": 4, "data": 1, "fsdp": 1}
   train, _, folds = r["steps"]
   assert folds["step"] == "train x4 folds" and folds["clips"] == 4 * train["clips"]
@@ -79,9 +80,11 @@ def test_fold_parallel_costs_per_device(aot):
   assert lo["parallel_folds"] == 4 and 0 < lo["fold_parallel_s"]
   assert lo["sequential_s"] is None  # from the data-parallel report instead
   # By default only the steps a fold-parallel run repeats are compiled.
-  r = aot.compile_config(c, "v5e:2x2")
+  # The same programs again: analyses reused (see also the test below).
+  r = aot.compile_config(c, "v5e:2x2", cache=cache)
   assert [s["step"] for s in r["steps"]] == ["eval", "train x4 folds"]
   assert r["steps"][1]["flops"] == folds["flops"]
+  assert r["steps"][1]["reused_from"] is not None
 
 
 def test_divisibility_errors(aot):
