@@ -68,7 +68,7 @@ flags.DEFINE_integer("largest", 4, "How many of the largest state leaves to list
 flags.DEFINE_string("program_cache", None,
                     "Folder of analyses keyed by the lowered program's sha256: "
                     "a step whose program (StableHLO text, topology, jax "
-                    "version) is byte-identical to one compiled before "
+                    "and libtpu versions) is byte-identical to one compiled before "
                     "reuses its memory and cost analyses instead of "
                     "compiling again. JAX's own compilation cache cannot "
                     "load executables compiled for a topology without "

@@ -21,9 +21,9 @@ of the TPU's convolutions). Writes one JSON per row and `table.md`
 
 Rows run in `--jobs` processes. Rows of one (topology, mode) run in order in
 one process and share `--programs` (aot_compile.py's `--program_cache`): a
-step whose lowered program is byte-identical to one compiled before (e.g. `fdp_samm` and `fdp_casme2`:
-same model, classes and shapes) reuses its analyses, and its JSON says so
-(`reused_from`).
+step whose lowered program is byte-identical to one compiled before (e.g.
+`fdp_samm` and `fdp_casme2`: same model, classes and shapes) reuses its
+analyses, and its JSON says so (`reused_from`).
 """
 
 from __future__ import annotations
@@ -118,6 +118,11 @@ def load(out: str) -> list[dict]:
   return sorted(rows, key=rank)
 
 
+def keyed(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+  """Rows by (config name, topology, mode)."""
+  return {(r["name"], r["topology"], r["mode"]): r for r in rows}
+
+
 def train_step(r: dict) -> dict:
   """The step the protocol repeats: the fold-parallel one when there is one."""
   return [s for s in r["steps"] if s["step"] != "eval"][-1]
@@ -150,18 +155,18 @@ def loso_cell(r: dict, by_key: dict) -> str:
 def compiled_cell(r: dict) -> str:
   sources = {s.get("reused_from") for s in r["steps"]} - {None}
   if sources:
-    return "reused: " + ", ".join(sorted(x.split(" ")[0][:-len(".py")]
-                                         for x in sources))
+    # A source is "<config>.py[:arg] --topology=... [overrides]".
+    return "reused: " + ", ".join(sorted(x.split(".py")[0] for x in sources))
   return f"{sum(s['compile_s'] for s in r['steps']):.0f}"
 
 
 def row(r: dict, by_key: dict) -> str:
-  head = f"| {r['name']} ({r.get('batch_size', '?')}) | {r['topology']} | {r['mode']} | "
-  if "error" in r:
-    return head.replace(f" ({r.get('batch_size', '?')})", "") + (
-        f"no: {r['error'].removeprefix('error: ')} | | | | | | |")
+  where = f"| {r['topology']} | {r['mode']} | "
+  if "error" in r:  # no batch: the config did not build on this topology
+    return (f"| {r['name']} " + where
+            + f"no: {r['error'].removeprefix('error: ')} | | | | | | |")
   t = train_step(r)
-  return head + (f"{'yes' if r['fits'] else 'NO'} | {peak(r)} | "
+  return f"| {r['name']} ({r['batch_size']}) " + where + (f"{'yes' if r['fits'] else 'NO'} | {peak(r)} | "
                  f"{1e3 * t['roofline_s']:.2f} ms ({t['bound']}) | "
                  f"{t['clips_per_s']:.0f} | {t['flops'] / 1e9:.1f} | "
                  f"{loso_cell(r, by_key)} | {compiled_cell(r)} |")
@@ -169,7 +174,7 @@ def row(r: dict, by_key: dict) -> str:
 
 def table(rows: list[dict]) -> str:
   """Every row: config x topology x mode."""
-  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  by_key = keyed(rows)
   lines = ["| config (batch) | topology | mode | fits | peak memory / device "
            "(% HBM) | est. train step | clips/s | GFLOP / device / step | "
            "LOSO est. s (seq / fold-par.) | compile s |",
@@ -180,7 +185,7 @@ def table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
   """Config x topology, data parallel: est. train step and peak memory."""
-  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  by_key = keyed(rows)
   names = sorted({r["name"] for r in rows})
   topos = [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
   lines = ["| config (batch) | " + " | ".join(
@@ -205,7 +210,7 @@ def summary(rows: list[dict]) -> str:
 
 def loso_summary(rows: list[dict], topology: str = "v5e:2x2") -> str:
   """Per real-corpus config on `topology`: protocol time by mode."""
-  by_key = {(r["name"], r["topology"], r["mode"]): r for r in rows}
+  by_key = keyed(rows)
   lines = ["| config | folds x steps | sequential, dp (s) | sequential, fsdp (s) "
            "| fold-parallel (s) |", "|---|---|---|---|---|"]
   for name in sorted({r["name"] for r in rows}):
