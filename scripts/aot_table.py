@@ -229,6 +229,43 @@ def loso_summary(rows: list[dict], topology: str = "v5e:2x2") -> str:
   return "\n".join(lines)
 
 
+def loso_by_topology(rows: list[dict]) -> str:
+  """Per real-corpus config: the fastest protocol estimate on each topology.
+
+  Each cell is the lowest of the modes compiled there (dp, fsdp: sequential;
+  folds: fold-parallel), named, so a researcher can pick a slice and a mode.
+  """
+  by_key = keyed(rows)
+  topos = [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
+  lines = ["| config | " + " | ".join(topos) + " |",
+           "|---|" + "---|" * len(topos)]
+  for name in sorted({r["name"] for r in rows}):
+    cells, any_loso = [], False
+    for t in topos:
+      options, failed, missing = [], [], []
+      for m in ("dp", "fsdp", "folds"):
+        r = by_key.get((name, t, m))
+        lo = (r or {}).get("loso") or {}
+        if r is None:
+          missing.append(m)
+        elif "error" in r:
+          failed.append(f"{m} does not divide" if "divis" in r["error"]
+                        else f"{m} fails")
+        elif m == "folds" and "fold_parallel_s" in lo:
+          options.append((lo["fold_parallel_s"], f"folds K={lo['parallel_folds']}"))
+        elif m != "folds" and "sequential_s" in lo:
+          options.append((lo["sequential_s"], m))
+      any_loso |= bool(options)
+      parts = [f"{min(options)[0]:.0f} s ({min(options)[1]})"] if options else []
+      parts += failed
+      if missing:
+        parts.append(f"{', '.join(missing)} not run")
+      cells.append("; ".join(parts))
+    if any_loso:
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
 def main(argv) -> None:
   del argv
   os.makedirs(FLAGS.out, exist_ok=True)
@@ -244,7 +281,8 @@ def main(argv) -> None:
                 for rows in groups.values() if rows]:
         f.result()
   rows = load(FLAGS.out)
-  text = "\n\n".join([summary(rows), loso_summary(rows), table(rows)])
+  text = "\n\n".join([summary(rows), loso_summary(rows),
+                       loso_by_topology(rows), table(rows)])
   with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
     f.write(text + "\n")
   print(text)

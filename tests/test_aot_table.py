@@ -53,6 +53,7 @@ def test_tables_combine_modes_and_flag_reuse(aot_table, tmp_path):
   rows = aot_table.load(str(tmp_path))
   summary, loso, full = (aot_table.summary(rows), aot_table.loso_summary(rows),
                          aot_table.table(rows))
+  fastest = aot_table.loso_by_topology(rows)
 
   lines = {l.split(" | ")[0] + " " + l.split(" | ")[2]: l
            for l in full.splitlines()[2:]}
@@ -75,3 +76,15 @@ def test_tables_combine_modes_and_flag_reuse(aot_table, tmp_path):
   assert "does not divide" in official and "not run" in official
   samm = next(l for l in summary.splitlines() if l.startswith("| fdp_samm"))
   assert "5.0 ms" in samm
+
+  # The fastest mode per topology, named; what was not compiled says so.
+  assert fastest.splitlines()[0] == "| config | v5e:2x2 | v5e:4x4 |"
+  assert "| fdp_samm | 25 s (folds K=4); fsdp not run | dp, fsdp, folds not run |" in fastest
+  assert "| fdp_official_samm |" not in fastest  # no estimate anywhere
+  _row(tmp_path, "fdp_official_samm", "v5e:2x2", "folds",
+       steps=[_step("eval", 0.001), _step("train x4 folds", 0.03)],
+       loso={"folds": 32, "steps_per_fold": 501, "sequential_s": 999.0,
+             "fold_parallel_s": 300.0, "parallel_folds": 4})
+  fastest = aot_table.loso_by_topology(aot_table.load(str(tmp_path)))
+  assert ("| fdp_official_samm | 300 s (folds K=4); dp, fsdp not run | "
+          "dp does not divide; fsdp, folds not run |") in fastest
