@@ -249,15 +249,18 @@ def loso_by_topology(rows: list[dict]) -> str:
         if r is None:
           missing.append(m)
         elif "error" in r:
-          failed.append(f"{m} does not divide" if "divis" in r["error"]
-                        else f"{m} fails")
+          failed.append((m, "divis" in r["error"]))
         elif m == "folds" and "fold_parallel_s" in lo:
           options.append((lo["fold_parallel_s"], f"folds K={lo['parallel_folds']}"))
         elif m != "folds" and "sequential_s" in lo:
           options.append((lo["sequential_s"], m))
       any_loso |= bool(options)
       parts = [f"{min(options)[0]:.0f} s ({min(options)[1]})"] if options else []
-      parts += failed
+      for indivisible, one, many in ((True, "does not divide", "do not divide"),
+                                     (False, "fails", "fail")):
+        modes = [m for m, why in failed if why == indivisible]
+        if modes:
+          parts.append(", ".join(modes) + " " + (one if len(modes) == 1 else many))
       if missing:
         parts.append(f"{', '.join(missing)} not run")
       cells.append("; ".join(parts))

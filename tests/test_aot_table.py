@@ -88,3 +88,7 @@ def test_tables_combine_modes_and_flag_reuse(aot_table, tmp_path):
   fastest = aot_table.loso_by_topology(aot_table.load(str(tmp_path)))
   assert ("| fdp_official_samm | 300 s (folds K=4); dp, fsdp not run | "
           "dp does not divide; fsdp, folds not run |") in fastest
+  _row(tmp_path, "fdp_official_samm", "v5e:4x4", "fsdp",
+       error="error: batch_size 36 is not divisible by the 16 devices of the data axes")
+  fastest = aot_table.loso_by_topology(aot_table.load(str(tmp_path)))
+  assert "| dp, fsdp do not divide; folds not run |" in fastest
