@@ -123,6 +123,16 @@ def keyed(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
   return {(r["name"], r["topology"], r["mode"]): r for r in rows}
 
 
+def topologies(rows: list[dict]) -> list[str]:
+  """The topologies that have rows, in TOPOLOGY_ORDER."""
+  return [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
+
+
+def indivisible(r: dict) -> bool:
+  """An error row whose batch or mesh does not divide over the devices."""
+  return "divis" in r["error"]
+
+
 def train_step(r: dict) -> dict:
   """The step the protocol repeats: the fold-parallel one when there is one."""
   return [s for s in r["steps"] if s["step"] != "eval"][-1]
@@ -187,7 +197,7 @@ def summary(rows: list[dict]) -> str:
   """Config x topology, data parallel: est. train step and peak memory."""
   by_key = keyed(rows)
   names = sorted({r["name"] for r in rows})
-  topos = [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
+  topos = topologies(rows)
   lines = ["| config (batch) | " + " | ".join(
       f"{t} ({TOPOLOGY_DEVICES[t]} devices)" for t in topos) + " |",
            "|---|" + "---|" * len(topos)]
@@ -198,7 +208,7 @@ def summary(rows: list[dict]) -> str:
       if r is None:
         cells.append("not run")
       elif "error" in r:
-        cells.append("does not divide" if "divis" in r["error"] else "no")
+        cells.append("does not divide" if indivisible(r) else "no")
       else:
         batch = r["batch_size"]
         s = train_step(r)
@@ -236,7 +246,7 @@ def loso_by_topology(rows: list[dict]) -> str:
   folds: fold-parallel), named, so a researcher can pick a slice and a mode.
   """
   by_key = keyed(rows)
-  topos = [t for t in TOPOLOGY_ORDER if any(r["topology"] == t for r in rows)]
+  topos = topologies(rows)
   lines = ["| config | " + " | ".join(topos) + " |",
            "|---|" + "---|" * len(topos)]
   for name in sorted({r["name"] for r in rows}):
@@ -249,16 +259,17 @@ def loso_by_topology(rows: list[dict]) -> str:
         if r is None:
           missing.append(m)
         elif "error" in r:
-          failed.append((m, "divis" in r["error"]))
+          failed.append((m, indivisible(r)))
         elif m == "folds" and "fold_parallel_s" in lo:
           options.append((lo["fold_parallel_s"], f"folds K={lo['parallel_folds']}"))
         elif m != "folds" and "sequential_s" in lo:
           options.append((lo["sequential_s"], m))
       any_loso |= bool(options)
-      parts = [f"{min(options)[0]:.0f} s ({min(options)[1]})"] if options else []
-      for indivisible, one, many in ((True, "does not divide", "do not divide"),
+      best = min(options, default=None)
+      parts = [f"{best[0]:.0f} s ({best[1]})"] if best else []
+      for divides_not, one, many in ((True, "does not divide", "do not divide"),
                                      (False, "fails", "fail")):
-        modes = [m for m, why in failed if why == indivisible]
+        modes = [m for m, why in failed if why == divides_not]
         if modes:
           parts.append(", ".join(modes) + " " + (one if len(modes) == 1 else many))
       if missing:
